@@ -1,0 +1,13 @@
+"""Hydra search-path plugin: any Hydra app (yours too) can compose trixai's shipped configs.
+
+With trixai installed, a project's own ``@hydra.main(config_path="conf")`` can use ``model: efficientnet_b0``
+or ``attack: pgd10`` from ``pkg://trixai.conf`` and add experiment files of its own.
+"""
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+
+class TrixaiSearchPathPlugin(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        search_path.append(provider="trixai", path="pkg://trixai.conf")

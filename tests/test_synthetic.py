@@ -1,0 +1,85 @@
+"""Embedded datasets: deterministic, cached, ISIC class order, imbalance, masks, evidence inside the lesion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trixai.data.synthetic import ISIC_CLASSES, SyntheticCXR, SyntheticLesions
+from trixai.errors import TrixaiError
+
+
+def lesions(tmp_path=None, **kw):
+    params = {"image_size": 32, "n_train": 140, "n_val": 70, "n_test": 70, "min_per_class": 8, "cache_dir": tmp_path}
+    return SyntheticLesions(**{**params, **kw})
+
+
+def test_deterministic_per_seed_and_cached(tmp_path):
+    a = lesions(tmp_path).load()
+    b = lesions(None).load()
+    c = lesions(None, seed=1).load()
+    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(a.test.masks, b.test.masks)
+    assert not np.array_equal(a.train.images, c.train.images)
+    cached = list(tmp_path.glob("synthetic_lesions-*/train_images.npy"))
+    assert len(cached) == 1
+    again = lesions(tmp_path).load()
+    assert isinstance(again.train.images, np.memmap)  # read back from the cache, not regenerated
+    assert np.array_equal(again.train.targets, a.train.targets)
+
+
+def test_class_order_imbalance_and_sample_contract():
+    bundle = lesions(n_train=1000).load()
+    assert bundle.info.class_names == ISIC_CLASSES == ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+    counts = np.bincount(bundle.train.targets, minlength=7)
+    assert counts.argmax() == ISIC_CLASSES.index("NV") and counts[1] > 0.6 * counts.sum()
+    assert counts.min() >= 8
+    sample = bundle.train[0]
+    assert sample["image"].shape == (3, 32, 32) and 0 <= sample["image"].min() and sample["image"].max() <= 1
+    assert sample["target"].dtype.is_floating_point is False and sample["mask"].shape == (1, 32, 32)
+    assert sample["has_mask"] and sample["mask"].sum() > 0
+
+
+def test_class_evidence_is_inside_the_mask_not_in_mean_colour():
+    bundle = lesions(image_size=48, n_train=700, balanced=True).load()
+    images = np.asarray(bundle.train.images, dtype=np.float64) / 255
+    masks = np.asarray(bundle.train.masks[:, 0], dtype=bool)
+    y = np.asarray(bundle.train.targets)
+    inside = np.stack([images[i][masks[i]].mean(0) for i in range(len(y))])  # mean lesion colour
+    overall = images.mean(axis=(1, 2))
+    for features in (inside, overall):
+        # nearest-centroid on the mean colour: close to chance (1/7), far from learnable.
+        centroids = np.stack([features[y == c].mean(0) for c in range(7)])
+        pred = np.argmin(((features[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+        balanced = np.mean([(pred[y == c] == c).mean() for c in range(7)])
+        assert balanced < 0.35, balanced
+    # texture contrast inside the lesion separates classes (the evidence the model must find)
+    contrast = np.stack([images[i][masks[i]].std(0).mean() for i in range(len(y))])
+    assert contrast.mean() > 0.03
+
+
+def test_artifact_is_planted_with_the_requested_correlation():
+    bundle = lesions(n_train=400, artifact_class="MEL", artifact_rate=1.0, artifact_rate_other=0.0, hair=False).load()
+    plain = lesions(n_train=400, hair=False).load()
+    y = np.asarray(bundle.train.targets)
+    diff = np.abs(bundle.train.images.astype(int) - plain.train.images.astype(int)).reshape(len(y), -1).max(1)
+    assert (diff[y == 0] > 0).all() and (diff[y != 0] == 0).all()
+    with pytest.raises(TrixaiError, match="artifact_class='RULER'"):
+        lesions(artifact_class="RULER")
+
+
+def test_cxr_is_multilabel_grayscale_with_masks_per_finding():
+    bundle = SyntheticCXR(image_size=32, n_train=200, n_val=20, n_test=20, cache_dir=None).load()
+    assert bundle.info.task == "multilabel" and bundle.info.in_chans == 1
+    targets = np.asarray(bundle.train.targets)
+    assert targets.shape == (200, 5) and 0.15 < targets.mean() < 0.45
+    assert (targets.sum(1) >= 2).any()  # co-occurring findings
+    masks = np.asarray(bundle.train.masks)
+    present = masks.reshape(200, 5, -1).any(-1)
+    assert np.array_equal(present, targets.astype(bool))  # a mask exactly where a finding is present
+    sample = bundle.train[0]
+    assert sample["image"].shape == (1, 32, 32) and sample["target"].dtype.is_floating_point
+
+
+def test_bad_sizes_are_rejected():
+    with pytest.raises(TrixaiError, match="dataset.n_val=0"):
+        lesions(n_val=0)

@@ -1,0 +1,78 @@
+"""End-to-end ``trixai-train`` on the real composed config with tiny models: run files, reload, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import trixai
+from trixai.errors import TrixaiError
+from trixai.robust.objectives import Standard
+from trixai.tasks.train import train
+
+
+def test_train_writes_run_files_and_reloads_exactly(compose_cfg, tmp_path):
+    cfg = compose_cfg("objective=trades", "logger=wandb")
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    for name in ("model.safetensors", "model.json", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
+                 "csv/metrics.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "offline W&B run files"
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["class_names"] == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert meta["task"] == "multiclass" and meta["timm_name"] == "test_efficientnet" and meta["input_size"] == 32
+    assert meta["seed"] == 42 and meta["config"]["objective"]["beta"] == 6.0
+    assert set(meta["versions"]) >= {"torch", "timm", "lightning", "trixai"} and "commit" in meta["git"]
+    assert meta["metrics"]["test"] == metrics["test"]
+    assert {"test/acc", "test/rob_acc", "test/bal_acc", "test/top2", "test/f1", "test/auroc"} <= set(metrics["test"])
+    assert metrics["monitor"] == "val/rob_acc" and metrics["eval_attack"]["steps"] == 2
+
+    x = torch.rand(5, 3, 32, 32)
+    reference = trixai.load_model(run)
+    with torch.no_grad():
+        expected = reference(x)
+        for source in (run / "model.safetensors", run / "checkpoints" / "best.ckpt"):
+            model = trixai.load_model(source)
+            assert not model.training and model.class_names == reference.class_names
+            assert torch.equal(model(x), expected), source
+
+
+def test_same_seed_same_metrics(compose_cfg, tmp_path):
+    first = train(compose_cfg("seed=7", "hydra.run.dir=unused"))
+    (tmp_path / "run").rename(tmp_path / "run1")
+    second = train(compose_cfg("seed=7"))
+    assert first["test"] == second["test"] and first["val"] == second["val"]
+
+
+def test_multilabel_dataset_trains_with_auroc_monitor(compose_cfg):
+    metrics = train(compose_cfg("dataset=synthetic_cxr", "objective=pgd_at", "dataset.n_train=40",
+                                "dataset.n_val=20", "dataset.n_test=20"))
+    assert metrics["monitor"] == "val/rob_auroc"
+    assert {"test/auroc", "test/auprc", "test/rob_auroc"} <= set(metrics["test"])
+
+
+def test_no_attack_monitors_clean_accuracy(compose_cfg):
+    metrics = train(compose_cfg("attack=none", "data.class_weighting=inverse", "data.balanced_sampler=true"))
+    assert metrics["monitor"] == "val/acc" and "test/rob_acc" not in metrics["test"]
+
+
+def test_nan_loss_stops_with_the_step(compose_cfg, monkeypatch):
+    original = Standard.__call__
+
+    def poisoned(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Standard, "__call__", poisoned)
+    with pytest.raises(TrixaiError, match=r"non-finite training loss .* epoch 0, global step 0, batch 0"):
+        train(compose_cfg("attack=none"))
+
+
+def test_trades_without_attack_is_refused(compose_cfg):
+    with pytest.raises(TrixaiError, match="objective=trades needs an adversary"):
+        train(compose_cfg("objective=trades", "attack=none"))

@@ -1,0 +1,1 @@
+"""trixai configs, shipped as package data and composed through pkg://trixai.conf."""

@@ -1,0 +1,39 @@
+"""The result table printed at the end of a run: clean vs attacked test metrics, plus suite rows."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+METRIC_ORDER = ("acc", "top2", "bal_acc", "f1", "auroc", "auprc")
+
+
+def attack_label(settings: dict | None) -> str:
+    if not settings:
+        return "robust"
+    eps = settings.get("eps")
+    steps = f"-{settings['steps']}" if settings.get("attack") == "pgd" else ""
+    return f"{settings.get('attack', 'attack')}{steps} eps={eps * 255:.3g}/255" if eps is not None else settings["attack"]
+
+
+def results_table(metrics: dict, meta: dict) -> Table:
+    """Rows: test metrics; columns: clean and under the evaluation attack. ``metrics['extra']`` adds rows."""
+    config = meta.get("config", {})
+    title = (f"test results: {meta.get('timm_name')} on {config.get('dataset', {}).get('_target_', '?').rsplit('.', 1)[-1]}"
+             f", objective {config.get('objective', {}).get('_target_', '?').rsplit('.', 1)[-1]}")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("clean", justify="right")
+    table.add_column(attack_label(metrics.get("eval_attack")), justify="right")
+    test = metrics.get("test", {})
+    for name in METRIC_ORDER:
+        if f"test/{name}" in test:
+            robust = test.get(f"test/rob_{name}")
+            table.add_row(name, f"{test[f'test/{name}']:.4f}", "—" if robust is None else f"{robust:.4f}")
+    for name, value in metrics.get("extra", {}).items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value), "")
+    return table
+
+
+def print_results(metrics: dict, meta: dict, console: Console | None = None) -> None:
+    (console or Console(width=110)).print(results_table(metrics, meta))

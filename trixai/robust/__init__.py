@@ -1,0 +1,1 @@
+"""Robustness: attacks (shared by training and evaluation), losses and training objectives."""

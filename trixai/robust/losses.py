@@ -1,0 +1,51 @@
+"""Task-aware losses: cross-entropy for multiclass targets (int), BCE-with-logits for multi-label (float)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def is_multilabel(target: Tensor) -> bool:
+    """Multi-label targets are float (N, L) in {0, 1}; multiclass targets are int (N,)."""
+    return target.is_floating_point()
+
+
+def classification_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+    label_mask: Tensor | None = None,
+) -> Tensor:
+    """CE (optionally class-weighted) or BCE-with-logits; ``label_mask`` (N, L) drops ignored labels.
+
+    ``weight`` is the per-class weight for CE, or the positive weight per label for BCE.
+    With ``reduction="none"`` the result is per sample (BCE summed over valid labels).
+    """
+    if not is_multilabel(target):
+        return F.cross_entropy(logits, target, weight=weight, reduction=reduction)
+    per_label = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none")
+    if label_mask is not None:
+        per_label = per_label * label_mask
+        count = label_mask.sum()
+    else:
+        count = torch.tensor(float(per_label.numel()), device=logits.device)
+    if reduction == "none":
+        return per_label.sum(dim=1)
+    if reduction == "sum":
+        return per_label.sum()
+    return per_label.sum() / count.clamp_min(1.0)
+
+
+def output_divergence(logits_adv: Tensor, logits_clean: Tensor, *, multilabel: bool) -> Tensor:
+    """Per-sample KL(p_clean || p_adv): softmax over classes, or Bernoulli per label summed over labels."""
+    if not multilabel:
+        return F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1),
+                        reduction="none").sum(dim=1)
+    p = torch.sigmoid(logits_clean)
+    log_p, log_1mp = F.logsigmoid(logits_clean), F.logsigmoid(-logits_clean)
+    log_q, log_1mq = F.logsigmoid(logits_adv), F.logsigmoid(-logits_adv)
+    return (p * (log_p - log_q) + (1 - p) * (log_1mp - log_1mq)).sum(dim=1)

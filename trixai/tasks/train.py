@@ -1,0 +1,102 @@
+"""``trixai-train``: fit, test on clean and attacked data, export the model and print the result table."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from trixai.data.datamodule import TrixDataModule
+from trixai.errors import user_errors
+from trixai.io import atomic_write_json, export_model, model_metadata
+from trixai.metrics import primary_metric
+from trixai.module import TrixModule
+from trixai.results import print_results
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
+    """Model, objective, adversaries and optimiser, all from config; sizes and class order from the data."""
+    info = datamodule.info
+    model = instantiate(cfg.model, num_classes=info.num_classes, class_names=list(info.class_names),
+                        task=info.task, in_chans=info.in_chans)
+    return TrixModule(
+        model, instantiate(cfg.objective),
+        attack=instantiate(cfg.attack) if cfg.attack else None,
+        eval_attack=instantiate(cfg.eval_attack) if cfg.eval_attack else None,
+        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
+        class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
+    )
+
+
+def _auto_monitor(cfg: DictConfig, task: str) -> str:
+    robust = "rob_" if cfg.eval_attack and cfg.robust_eval else ""
+    return f"val/{robust}{primary_metric(task)}"
+
+
+def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run one training job described by ``cfg``; returns the content written to ``metrics.json``."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: TrixDataModule = instantiate(cfg.data, dataset=instantiate(cfg.dataset))
+    module = build_module(cfg, datamodule)
+    with open_dict(cfg):
+        cfg.monitor = cfg.monitor or _auto_monitor(cfg, datamodule.info.task)
+    run_dir = Path(cfg.paths.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    module.meta = model_metadata(module.model, config=config, seed=cfg.seed)
+
+    loggers: list[Logger] = [instantiate(c) for c in (cfg.logger or {}).values()]
+    for logger in loggers:
+        logger.log_hyperparams(config)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        val = _scalars(trainer.callback_metrics, "val/")
+        checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0] if cfg.test else {}
+        metrics = {
+            "val": val,
+            "test": {k: float(v) for k, v in test.items()},
+            "monitor": cfg.monitor,
+            "best_checkpoint": best,
+            "best_score": float(checkpoint.best_model_score) if best else None,
+            "epochs": trainer.current_epoch,
+            "eval_attack": module.eval_attack.settings() if module.eval_attack else None,
+            "class_counts": datamodule.bundle.stats.get("class_counts"),
+        }
+        module.meta["metrics"] = metrics
+        if trainer.is_global_zero:
+            export_model(module.model, run_dir, module.meta, fp16=cfg.export_fp16)
+            atomic_write_json(run_dir / "metrics.json", metrics)
+            print_results(metrics, module.meta)
+        return metrics
+    finally:
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+        del trainer, module
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with user_errors():
+        metrics = train(cfg)
+    return metrics["best_score"]
