@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -22,8 +23,8 @@ def options(group: str) -> list[str]:
 def test_every_option_composes(compose_cfg, group):
     assert options(group), f"no options in conf/{group}"
     for option in options(group):
-        cfg = compose_cfg(f"{group}={option}", tiny=False)
-        assert cfg.hydra.runtime.choices[group] == option
+        compose_cfg(f"{group}={option}", tiny=False)
+        assert HydraConfig.get().runtime.choices[group] == option
 
 
 def test_model_selects_family_optimizer_and_resolution(compose_cfg):
@@ -63,3 +64,17 @@ def test_unknown_option_lists_allowed(compose_cfg):
         compose_cfg("model=efficientnet_b9", tiny=False)
     message = str(info.value)
     assert "efficientnet_b9" in message and "efficientnet_b0" in message and "resnet50" in message
+
+
+def test_search_path_plugin_serves_a_users_own_app(tmp_path):
+    """A user's Hydra app with its own config dir composes trixai's groups (pkg://trixai.conf via the plugin)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "mine.yaml").write_text("defaults:\n  - model: resnet50\n  - attack: pgd20\n  - _self_\nlr: 0.5\n")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        cfg = compose(config_name="mine")
+    GlobalHydra.instance().clear()
+    assert cfg.model.name == "resnet50" and cfg.attack.steps == 20 and cfg.lr == 0.5

@@ -13,7 +13,7 @@ from trixai.errors import TrixaiError
 from trixai.metrics import IGNORE_INDEX, classification_metrics
 from trixai.models.factory import TrixModel
 from trixai.robust.attacks import Attack
-from trixai.robust.objectives import Objective
+from trixai.robust.objectives import Objective, Standard, cam_ssim
 
 
 class TrixModule(L.LightningModule):
@@ -21,15 +21,21 @@ class TrixModule(L.LightningModule):
 
     Metrics are logged as ``{stage}/{name}`` (clean) and ``{stage}/rob_{name}`` (under ``eval_attack``).
     ``meta`` (the model.json content) is stored in every checkpoint so a ``.ckpt`` alone rebuilds the model.
+    ``clean_warmup_epochs``: train with the standard objective for that many epochs before ``objective``.
+    ``cam_ssim_layer``: also log ``{stage}/cam_ssim``, the SSIM between Grad-CAM maps of clean and attacked
+    images at that layer (same per-sample target: the label, or the top prediction for multi-label).
     """
 
     def __init__(self, model: TrixModel, objective: Objective, *, attack: Attack | None = None,
                  eval_attack: Attack | None = None, optimizer: Callable[..., Optimizer],
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
-                 class_weights: Tensor | None = None, robust_eval: bool = True) -> None:
+                 class_weights: Tensor | None = None, robust_eval: bool = True,
+                 clean_warmup_epochs: int = 0, cam_ssim_layer: str | None = None) -> None:
         super().__init__()
         objective.check(attack)
-        self.model, self.objective = model, objective
+        self.model, self.objective, self.warmup_objective = model, objective, Standard()
+        self.clean_warmup_epochs = int(clean_warmup_epochs)
+        self.cam_ssim_layer = cam_ssim_layer
         self.attack, self.eval_attack = attack, eval_attack if robust_eval else None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
@@ -56,9 +62,13 @@ class TrixModule(L.LightningModule):
             target = target.masked_fill(batch["label_mask"] == 0, IGNORE_INDEX)
         return target
 
+    def on_train_epoch_start(self) -> None:
+        self.objective.set_epoch(self.current_epoch)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        out = self.objective(self.model, batch["image"], batch["target"], attack=self.attack,
-                             weight=self.class_weights, label_mask=batch.get("label_mask"))
+        objective = self.warmup_objective if self.current_epoch < self.clean_warmup_epochs else self.objective
+        out = objective(self.model, batch["image"], batch["target"], attack=self.attack,
+                        weight=self.class_weights, label_mask=batch.get("label_mask"))
         if not torch.isfinite(out.loss):
             terms = ", ".join(f"{k}={v.item():.4g}" for k, v in out.terms.items())
             raise TrixaiError(
@@ -72,7 +82,8 @@ class TrixModule(L.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         return out.loss
 
-    def _evaluate(self, batch: dict, clean, robust) -> None:
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        clean, robust = (self.val_metrics, self.val_robust) if stage == "val" else (self.test_metrics, self.test_robust)
         if torch.is_inference_mode_enabled():
             raise TrixaiError("robust metrics need gradients: set trainer.inference_mode=false")
         x, target = batch["image"], self._metric_target(batch)
@@ -82,12 +93,15 @@ class TrixModule(L.LightningModule):
             x_adv = self.eval_attack(self.model, x, batch["target"])
             robust.update(self._scores(self.model(x_adv)), target)
             self.log_dict(robust, batch_size=len(x))
+            if self.cam_ssim_layer is not None:
+                similarity = cam_ssim(self.model, x, x_adv, batch["target"], self.cam_ssim_layer)[0]
+                self.log(f"{stage}/cam_ssim", similarity.mean(), batch_size=len(x))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, self.val_robust)
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, self.test_robust)
+        self._evaluate(batch, "test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from trixai.errors import TrixaiError
 from trixai.robust.attacks import PGD, Attack, frozen_eval, gradient_ascent
 from trixai.robust.losses import classification_loss, is_multilabel, output_divergence
+from trixai.xai.gradcam import CamResult, grad_cam
+from trixai.xai.metrics.stability import ssim
 
 
 @dataclass
@@ -27,6 +29,11 @@ class Objective(ABC):
 
     name: str = ""
     needs_attack: bool = False
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at each training epoch start (for schedules inside an objective)."""
+        self.epoch = epoch
 
     def check(self, attack: Attack | None) -> None:
         if self.needs_attack and attack is None:
@@ -96,3 +103,65 @@ def trades_adversary(model: nn.Module, x: Tensor, attack: PGD, *, multilabel: bo
             lambda logits: output_divergence(logits, logits_clean, multilabel=multilabel).sum(),
             eps=attack.eps, alpha=attack.alpha, steps=attack.steps, norm=attack.norm,
         )
+
+
+def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, *,
+             create_graph: bool = False) -> tuple[Tensor, CamResult, CamResult]:
+    """Per-sample SSIM between the Grad-CAMs of ``x`` and ``x_adv`` at ``layer``, for the same targets.
+
+    Target: the label (multiclass) or the top predicted label of ``x`` (multi-label). With ``create_graph``
+    everything is differentiable w.r.t. the parameters (the model runs in the caller's mode).
+    """
+    target = None if is_multilabel(y) else y
+    clean = grad_cam(model, x, target, layer, create_graph=create_graph)
+    adv = grad_cam(model, x_adv, clean.targets, layer, create_graph=create_graph)
+    return ssim(clean.maps[layer], adv.maps[layer]), clean, adv
+
+
+@dataclass
+class TriObjective(TRADES):
+    """TRADES + lambda_expl * (1 - SSIM(CAM(x), CAM(x_adv))): accuracy, robustness and explanation stability.
+
+    The CAMs come from :func:`trixai.xai.gradcam.grad_cam` in its differentiable mode: the channel weights are
+    gradients taken with ``create_graph=True``, so the term trains the parameters through the activations and
+    the gradients themselves. The CAM forwards also give the logits of the CE and KL terms (no extra forward).
+    Target per sample: the label (multiclass) or the top predicted label (multi-label). ``warmup_epochs``
+    keeps lambda_expl at 0 for that many epochs, then ramps it linearly over ``ramp_epochs``.
+    ``adversary``: ``trades`` (the TRADES example) or ``attack`` (a separate example from the attack group).
+    """
+
+    lambda_expl: float = 0.3
+    cam_layer: str = "final"
+    warmup_epochs: int = 0
+    ramp_epochs: int = 0
+    adversary: str = "trades"
+    name = "tri_objective"
+
+    def __post_init__(self) -> None:
+        if self.adversary not in ("trades", "attack"):
+            raise TrixaiError(f"objective.adversary={self.adversary!r} is not one of ['trades', 'attack']")
+
+    def current_lambda(self) -> float:
+        if self.epoch < self.warmup_epochs:
+            return 0.0
+        ramp = min(1.0, (self.epoch - self.warmup_epochs + 1) / self.ramp_epochs) if self.ramp_epochs else 1.0
+        return self.lambda_expl * ramp
+
+    def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
+        if not isinstance(attack, PGD):
+            raise TrixaiError(f"objective=tri_objective takes eps/alpha/steps from a PGD-type attack, got {attack!r}")
+        multilabel = is_multilabel(y)
+        x_adv = trades_adversary(model, x, attack, multilabel=multilabel)
+        x_expl = x_adv if self.adversary == "trades" else attack(model, x, y)
+        similarity, clean, adv = cam_ssim(model, x, x_expl, y, self.cam_layer, create_graph=True)
+        logits = clean.logits
+        logits_adv = adv.logits if x_expl is x_adv else model(x_adv)
+        ce = classification_loss(logits, y, weight=weight, label_mask=label_mask)
+        kl = output_divergence(logits_adv, logits, multilabel=multilabel).mean()
+        similarity = similarity.mean()
+        expl = 1.0 - similarity
+        lam = self.current_lambda()
+        loss = ce + self.beta * kl + lam * expl
+        terms = {"ce": ce.detach(), "kl": kl.detach(), "expl": expl.detach(), "cam_ssim": similarity.detach(),
+                 "lambda_expl": torch.tensor(lam)}
+        return ObjectiveOutput(loss, logits, terms)

@@ -35,6 +35,7 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         eval_attack=instantiate(cfg.eval_attack) if cfg.eval_attack else None,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
         class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
+        clean_warmup_epochs=cfg.clean_warmup_epochs, cam_ssim_layer=cfg.cam_ssim_eval,
     )
 
 
