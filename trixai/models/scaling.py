@@ -131,6 +131,7 @@ class CompoundScaling:
 
 
 def check_phi(phi: float) -> float:
+    """``phi`` as a float, or a :class:`TrixaiError` naming ``model.phi`` and the allowed range."""
     try:
         value = float(phi)
     except (TypeError, ValueError):

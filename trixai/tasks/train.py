@@ -19,7 +19,10 @@ from trixai.errors import user_errors
 from trixai.io import atomic_write_json, export_model, model_metadata
 from trixai.metrics import primary_metric
 from trixai.module import TrixModule
+from trixai.profiling import profile_model
 from trixai.results import print_results
+from trixai.robust.evaluate import MaskingSettings, robustness_suite
+from trixai.xai.evaluate import explanation_suite
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,28 @@ def _auto_monitor(cfg: DictConfig, task: str) -> str:
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def run_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, run_dir: Path,
+               wandb: WandbLogger | None) -> dict[str, float]:
+    """After the test phase: robustness suite, explanation suite and efficiency profile, each when configured.
+
+    Returns flat metrics for the result table; the suites write their own reports into ``run_dir``.
+    """
+    extra: dict[str, float] = {}
+    loader = datamodule.test_dataloader()
+    if cfg.robustness:
+        settings = cfg.robustness
+        extra |= robustness_suite(
+            module.model, loader, attacks={name: settings.attack_settings.get(name) for name in settings.attacks},
+            eps=list(settings.eps), out_dir=run_dir, masking_settings=MaskingSettings(**settings.masking),
+            early_stop=settings.early_stop, max_points=settings.max_points, progress=False,
+            source={"run_dir": str(run_dir)}, wandb_run=wandb.experiment if wandb else None, seed=cfg.seed,
+        )
+    if cfg.explainer:
+        extra |= explanation_suite(module.model, loader, explainer_cfg=cfg.explainer, attack=module.eval_attack,
+                                   out_dir=run_dir, max_samples=cfg.explainer.max_samples, logger=wandb)
+    return extra
 
 
 def train(cfg: DictConfig) -> dict:
@@ -80,6 +105,12 @@ def train(cfg: DictConfig) -> dict:
             "eval_attack": module.eval_attack.settings() if module.eval_attack else None,
             "class_counts": datamodule.bundle.stats.get("class_counts"),
         }
+        if trainer.is_global_zero:
+            wandb = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
+            if cfg.test:
+                metrics["extra"] = run_suites(cfg, module, datamodule, run_dir, wandb)
+            if cfg.profile:
+                metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics
         if trainer.is_global_zero:
             export_model(module.model, run_dir, module.meta, fp16=cfg.export_fp16)

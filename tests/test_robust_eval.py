@@ -1,0 +1,151 @@
+"""The robustness suite: metrics, worst case, masking checks, resumable partial results, reports, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from trixai.errors import TrixaiError
+from trixai.robust.evaluate import MaskingSettings, evaluate_robustness, robustness_suite
+from trixai.robust.presets import build_attack
+
+from robust_helpers import blobs, fit, small_cnn
+
+EPS = [2 / 255, 8 / 255]
+AA = {"steps": 6, "targets": 1, "queries": 20}
+MASKING = MaskingSettings(large_eps=0.5, steps=5, points=16)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x, y = blobs(32, 4, seed=0)
+    model = fit(small_cnn(4, seed=0), x, y)
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() > 0.9
+    return model, DataLoader(TensorDataset(x, y), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained, tmp_path_factory):
+    model, loader = trained
+    out = tmp_path_factory.mktemp("suite")
+    flat = robustness_suite(model, loader, attacks={"clean": None, "fgsm": None, "pgd5": None, "pgd10": None,
+                                                    "autoattack": AA}, eps=EPS, out_dir=out,
+                            masking_settings=MASKING, progress=False)
+    return flat, json.loads((out / "robustness.json").read_text()), out
+
+
+def test_ordering_checks_hold_on_a_trained_model(evaluation):
+    _, report, _ = evaluation
+    checks = {c["check"].split(" (")[0]: c["passed"] for c in report["masking_checks"]}
+    assert all(passed is True for passed in checks.values()), report["masking_checks"]
+    clean = report["clean"]["accuracy"]
+    for label in report["eps_labels"]:
+        worst = report["worst_case"][label]["accuracy"]
+        for per_eps in report["results"].values():
+            assert worst <= per_eps[label]["accuracy"] <= clean
+    assert report["results"]["pgd10"]["8/255"]["accuracy"] < report["results"]["pgd10"]["2/255"]["accuracy"] or \
+        report["results"]["pgd10"]["2/255"]["accuracy"] == 0
+
+
+def test_report_fields_bounds_and_files(evaluation):
+    flat, report, out = evaluation
+    for name, per_eps in report["results"].items():
+        for label, entry in per_eps.items():
+            assert entry["linf_max"] <= entry["eps"] + 1e-6 and entry["linf_within_eps"], (name, label)
+            assert set(entry["per_class_accuracy"]) == {"0", "1", "2", "3"}
+            for key in ("top2", "balanced_accuracy", "macro_f1", "attack_success_rate", "images_per_s", "linf_mean"):
+                assert entry[key] is not None, key
+    aa = report["results"]["autoattack"]["8/255"]
+    assert sum(aa["broken_by"].values()) == report["results"]["autoattack"]["8/255"]["initially_correct"] - round(
+        aa["accuracy"] * aa["n"])
+    assert [c["name"] for c in report["settings"]["autoattack"]["8/255"]["components"]] == \
+        ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert flat["robust/worst/8_255/accuracy"] == report["worst_case"]["8/255"]["accuracy"]
+    markdown = (out / "robustness.md").read_text()
+    assert "Gradient-masking checks" in markdown and "apgd-t" in markdown
+    assert (out / "figures" / "robust_accuracy_vs_eps.png").stat().st_size > 1000
+
+
+def test_rerun_resumes_from_partial_results(trained, tmp_path):
+    model, loader = trained
+    kwargs = {"attacks": ["clean", "pgd3"], "eps": [8 / 255], "partial_dir": tmp_path,
+              "masking_settings": MaskingSettings(large_eps=None), "progress": False}
+    first = evaluate_robustness(model, loader, **kwargs)
+    assert first["resumed_batches"] == 0
+    files = sorted(tmp_path.glob("pgd3_*_b*.pt"))
+    assert len(files) == 2
+    files[1].unlink()  # an interrupted run: one batch missing
+    second = evaluate_robustness(model, loader, **kwargs)
+    assert second["resumed_batches"] == 2 + 1  # clean batches + the pgd batch left
+    assert second["results"]["pgd3"]["8/255"]["accuracy"] == first["results"]["pgd3"]["8/255"]["accuracy"]
+    other = fit(small_cnn(4, seed=9), *next(iter(loader)), steps=5)
+    assert evaluate_robustness(other, loader, **kwargs)["resumed_batches"] == 0
+
+
+def test_multilabel_suite_reports_auroc_and_per_label_accuracy(tmp_path):
+    x, _ = blobs(24, 3, seed=1)
+    y = (torch.rand(24, 3, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    model = fit(small_cnn(3, seed=1), x, y, steps=60)
+    model.task, model.class_names = "multilabel", ["a", "b", "c"]
+    loader = DataLoader([{"image": xi, "target": yi} for xi, yi in zip(x, y)], batch_size=12)
+    robustness_suite(model, loader, attacks={"clean": None, "pgd5": None, "autoattack": AA}, eps=[4 / 255],
+                     out_dir=tmp_path, masking_settings=MaskingSettings(large_eps=None), progress=False)
+    report = json.loads((tmp_path / "robustness.json").read_text())
+    entry = report["results"]["autoattack"]["4/255"]
+    assert set(entry["per_label_accuracy"]) == {"a", "b", "c"}
+    assert 0 <= entry["macro_auroc"] <= 1 and 0 <= entry["macro_auprc"] <= 1
+    assert entry["accuracy"] <= report["clean"]["accuracy"]
+    assert "flip any label" in (tmp_path / "robustness.md").read_text()
+
+
+def test_bad_input_names_the_culprit(trained):
+    model, loader = trained
+    with pytest.raises(TrixaiError, match="pgdx"):
+        evaluate_robustness(model, loader, attacks=["pgdx"], eps=[0.01], progress=False)
+    with pytest.raises(TrixaiError, match="eps"):
+        evaluate_robustness(model, loader, attacks=["fgsm"], eps=[8], progress=False)
+    with pytest.raises(TrixaiError, match="stepz"):
+        build_attack("pgd10", 0.03, {"stepz": 3})
+    with pytest.raises(TrixaiError, match="version"):
+        build_attack("autoattack", 0.03, {"version": "fast"})
+
+
+def test_trixai_eval_cli_on_a_run_dir(tmp_path):
+    """Export a (briefly trained) model as a run dir, then `trixai-eval` writes the report."""
+    from trixai.data.synthetic import SyntheticLesions
+    from trixai.io import export_model, model_metadata
+    from trixai.models import create_model
+
+    dataset = {"_target_": "trixai.data.synthetic.SyntheticLesions", "image_size": 16, "n_train": 14, "n_val": 7,
+               "n_test": 7, "seed": 0, "min_per_class": 1, "cache_dir": None}
+    bundle = SyntheticLesions(**{k: v for k, v in dataset.items() if k != "_target_"}).load()
+    model = create_model("test_resnet", 7, class_names=list(bundle.info.class_names), resolution=16)
+    config = {"model": {"_target_": "trixai.models.create_model", "name": "test_resnet", "resolution": 16},
+              "dataset": dataset}
+    run_dir = tmp_path / "run"
+    export_model(model, run_dir, model_metadata(model, config=config, seed=0))
+    command = [sys.executable, "-c", "from trixai.tasks.eval import main; main()", f"ckpt={run_dir}",
+               "attacks=[clean,fgsm,pgd2,autoattack]", "eps=[4/255,0.0313725490]",
+               "+attack_settings.autoattack={steps: 3, targets: 1, queries: 5}", "masking.points=4", "masking.steps=2",
+               "wandb.mode=disabled", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((run_dir / "robustness.json").read_text())
+    assert set(report["results"]) == {"fgsm", "pgd2", "autoattack"} and report["n_points"] == len(bundle.test)
+    assert report["source"]["split"] == "test" and report["eps_labels"] == ["4/255", "8/255"]
+    assert (run_dir / "figures" / "robust_accuracy_vs_eps.png").exists()
+
+
+def test_trixai_eval_rejects_an_unknown_split(tmp_path):
+    from omegaconf import OmegaConf
+
+    from trixai.tasks.eval import evaluate
+
+    with pytest.raises(TrixaiError, match="split='holdout'"):
+        evaluate(OmegaConf.create({"split": "holdout", "ckpt": str(tmp_path)}))

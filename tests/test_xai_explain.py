@@ -1,0 +1,129 @@
+"""The explanation suite and ``trixai-explain``: reports, figures and errors on tiny models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from trixai.data.synthetic import SyntheticLesions, render_lesion
+from trixai.errors import TrixaiError
+from trixai.io import export_model, model_metadata
+from trixai.models import create_model
+from trixai.robust.attacks import PGD
+from trixai.tasks.explain import run
+from trixai.xai.evaluate import explanation_suite
+
+SMALL = {"layer": "mid", "max_samples": 8, "batch_size": 8, "gallery_per_class": 1,
+         "metrics": {"steps": 4, "baselines": ["blur", "constant"], "blur_sigma": 2.0, "topk": 0.15, "tolerance": 0,
+                     "stability": True, "sanity": True, "sanity_samples": 4, "sanity_max_spearman": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def lesions():
+    return SyntheticLesions(image_size=64, n_train=7, n_val=7, n_test=14, min_per_class=1, cache_dir=None).load()
+
+
+@pytest.fixture(scope="module")
+def model(lesions):
+    torch.manual_seed(0)
+    return create_model("test_efficientnet", 7, class_names=lesions.info.class_names, resolution=64).eval()
+
+
+@pytest.mark.parametrize("name", ["gradcam", "se_attention"])
+def test_suite_writes_reports_and_returns_flat_metrics(tmp_path, lesions, model, name):
+    cfg = OmegaConf.create({**SMALL, "name": name, "target": "label", "layer": "mid" if name == "gradcam" else "last"})
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=5), explainer_cfg=cfg,
+                                attack=PGD(steps=1), out_dir=tmp_path)
+    report = json.loads((tmp_path / "explanations.json").read_text())
+    assert report["n_samples"] == 8 and report["attack"]["steps"] == 1
+    for key in ("deletion_auc_blur", "insertion_auc_constant", "average_drop", "pointing_game",
+                "energy_pointing_game", "topk_iou", "stability_ssim", "stability_spearman"):
+        entry = report["metrics"][key]
+        assert set(entry) == {"mean", "std", "n"} and metrics[f"xai/{key}"] == pytest.approx(entry["mean"])
+        assert 0 < entry["n"] <= 8
+    assert len(report["sanity"]["stages"]) > 3 and "xai/sanity_passed" in metrics
+    assert len(report["curves"]["blur"]["deletion"]) == 5
+    figures = ["figures/xai_gallery.png", "figures/xai_curves.png"]
+    figures += ["figures/xai_se_gates.png"] if name == "se_attention" else []
+    assert report["figures"] == figures and all((tmp_path / f).stat().st_size > 0 for f in figures)
+    assert "| pointing_game |" in (tmp_path / "explanations.md").read_text()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_suite_target_by_class_name_and_bad_target(tmp_path, lesions, model):
+    cfg = OmegaConf.create({"name": "gradcam", "target": "NV", **SMALL,
+                            "metrics": {**SMALL["metrics"], "sanity": False, "baselines": ["constant"]}})
+    explanation_suite(model, DataLoader(lesions.test, batch_size=8), explainer_cfg=cfg, out_dir=tmp_path)
+    report = json.loads((tmp_path / "explanations.json").read_text())
+    assert report["attack"] is None and "stability_ssim" not in report["metrics"]
+    cfg.target = "NOT_A_CLASS"
+    with pytest.raises(TrixaiError, match="explainer.target='NOT_A_CLASS'"):
+        explanation_suite(model, DataLoader(lesions.test, batch_size=8), explainer_cfg=cfg, out_dir=tmp_path)
+
+
+def test_suite_tcav_reports_per_class(tmp_path, lesions, model):
+    cfg = OmegaConf.create({"name": "tcav", "layer": "high", "concept": "ruler", "classes": ["NV", "MEL"],
+                            "n_concept": 6, "n_random_sets": 3, "max_samples": 14, "batch_size": 8, "seed": 0})
+    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=14), explainer_cfg=cfg, out_dir=tmp_path)
+    report = json.loads((tmp_path / "explanations.json").read_text())
+    assert {r["class_name"] for r in report["results"]} <= {"NV", "MEL"} and "xai/tcav/NV" in metrics
+    assert "| NV |" in (tmp_path / "explanations.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model):
+    """A run directory as trixai-train exports it (weights + model.json with the resolved config)."""
+    path = tmp_path_factory.mktemp("run")
+    config = {"model": {"_target_": "trixai.models.create_model", "name": "test_efficientnet", "resolution": 64},
+              "dataset": {"_target_": "trixai.data.synthetic.SyntheticLesions", "image_size": 64, "n_train": 7,
+                          "n_val": 7, "n_test": 14, "min_per_class": 1, "cache_dir": None}}
+    export_model(model, path, model_metadata(model, config=config, seed=0))
+    return path
+
+
+def _explain_cfg(compose_cfg, run_dir, *overrides):
+    return compose_cfg(f"ckpt={run_dir}", "explainer.max_samples=6", "explainer.batch_size=6",
+                       "explainer.metrics.steps=3", "explainer.metrics.sanity_samples=3", "attack.steps=1",
+                       *overrides, config_name="explain", tiny=False)
+
+
+def test_trixai_explain_on_a_run_dir(compose_cfg, run_dir):
+    cfg = _explain_cfg(compose_cfg, run_dir)
+    metrics = run(cfg)
+    out = cfg.paths.output_dir
+    report = json.loads(open(f"{out}/explanations.json").read())
+    assert report["n_samples"] == 6 and "pointing_game" in report["metrics"] and "xai/stability_ssim" in metrics
+
+
+def test_trixai_explain_on_a_folder_of_pngs(compose_cfg, run_dir, tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("MEL", "NV", "BCC"):
+        image, _ = render_lesion(name, 90, rng)
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"{name}.png")
+    cfg = _explain_cfg(compose_cfg, run_dir, f"inputs={folder}", "explainer=multiscale_gradcam",
+                       "explainer.metrics.sanity=false", "explainer.metrics.baselines=[constant]")
+    run(cfg)
+    out = cfg.paths.output_dir
+    rows = json.loads(open(f"{out}/predictions.json").read())
+    assert [r["file"] for r in rows] == ["BCC.png", "MEL.png", "NV.png"]
+    assert all(0 < r["confidence"] <= 1 and r["prediction"] in r["probabilities"] for r in rows)
+    assert all(open(f"{out}/{r['overlay']}", "rb").read(4) == b"\x89PNG" for r in rows)
+    report = json.loads(open(f"{out}/explanations.json").read())
+    assert report["n_samples"] == 3 and "pointing_game" not in report["metrics"]  # no masks for plain files
+    assert open(f"{out}/figures/xai_gallery.png", "rb").read(4) == b"\x89PNG"
+
+
+def test_trixai_explain_errors_name_the_culprit(compose_cfg, run_dir, tmp_path):
+    with pytest.raises(TrixaiError, match="no file, folder or glob"):
+        run(_explain_cfg(compose_cfg, run_dir, f"inputs={tmp_path}/missing*.png"))
+    with pytest.raises(TrixaiError, match="needs a map explainer"):
+        run(compose_cfg(f"ckpt={run_dir}", f"inputs={tmp_path}", "explainer=tcav", config_name="explain", tiny=False))
+    with pytest.raises(TrixaiError, match="dataset classes"):
+        run(_explain_cfg(compose_cfg, run_dir, "dataset=synthetic_cxr"))

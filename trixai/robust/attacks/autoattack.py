@@ -1,0 +1,96 @@
+"""AutoAttack (Croce & Hein 2020): a fixed ensemble run in order, each attack only on the points still robust.
+
+``standard``: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 100 iterations and one
+restart each. ``rand`` (stochastic models): APGD-CE and APGD-DLR with 20 EOT samples per gradient.
+The result is the per-point worst case: a point counts as robust only if every attack failed on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from trixai.errors import TrixaiError
+from trixai.robust.attacks.apgd import APGD, APGDT
+from trixai.robust.attacks.base import Attack, frozen_eval
+from trixai.robust.attacks.fab import FABT
+from trixai.robust.attacks.margins import is_fooled
+from trixai.robust.attacks.square import Square
+from trixai.robust.losses import is_multilabel
+
+VERSIONS = ("standard", "rand")
+CLEAN_WRONG = -1
+ROBUST = -2
+
+
+@dataclass
+class AutoAttack(Attack):
+    """The AutoAttack ensemble; ``steps``/``targets``/``queries`` default to the published settings."""
+
+    eps: float = 8 / 255
+    version: str = "standard"
+    steps: int = 100
+    targets: int = 9
+    queries: int = 5000
+    eot_iter: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise TrixaiError(f"attack.version={self.version!r} is not one of {list(VERSIONS)}")
+
+    @property
+    def name(self) -> str:
+        return "autoattack"
+
+    def components(self, num_outputs: int, multilabel: bool) -> list[Attack]:
+        """The attacks run in order for a model with ``num_outputs`` logits."""
+        if self.version == "rand":
+            second = "dlr" if not multilabel and num_outputs >= 3 else "margin"
+            return [APGD(eps=self.eps, steps=self.steps, loss="ce", eot_iter=self.eot_iter),
+                    APGD(eps=self.eps, steps=self.steps, loss=second, eot_iter=self.eot_iter)]
+        return [APGD(eps=self.eps, steps=self.steps, loss="ce"),
+                APGDT(eps=self.eps, steps=self.steps, targets=self.targets),
+                FABT(eps=self.eps, steps=self.steps, targets=self.targets),
+                Square(eps=self.eps, queries=self.queries, seed=self.seed)]
+
+    def describe(self, num_outputs: int, multilabel: bool) -> list[dict]:
+        """Every component's settings plus the loss variant used for this output layout."""
+        described = []
+        for attack in self.components(num_outputs, multilabel):
+            entry = {"name": attack.name, **attack.settings()}
+            if isinstance(attack, (APGDT, FABT)):
+                entry["targets_used"] = attack.target_count(num_outputs, multilabel)
+            if isinstance(attack, APGDT):
+                entry["loss"] = APGDT.variant(num_outputs, multilabel)
+            elif isinstance(attack, APGD) and attack.loss == "ce" and multilabel:
+                entry["loss"] = "bce"
+            described.append(entry)
+        return described
+
+    def run(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(x_adv, broken_by)``: per point the index of the first successful component,
+        ``CLEAN_WRONG`` (-1) when the clean point is already wrong, ``ROBUST`` (-2) when all attacks failed."""
+        x, y = x.detach(), y.detach()
+        devices = [x.device] if x.device.type == "cuda" else []
+        with frozen_eval(model), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            with torch.no_grad():
+                clean = model(x)
+            broken_by = torch.where(is_fooled(clean, y), CLEAN_WRONG, ROBUST).to(x.device)
+            x_adv = x.clone()
+            for position, attack in enumerate(self.components(clean.shape[1], is_multilabel(y))):
+                rows = (broken_by == ROBUST).nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    break
+                adv = attack.perturb(model, x[rows], y[rows]).detach()
+                with torch.no_grad():
+                    hit = is_fooled(model(adv), y[rows])
+                x_adv[rows[hit]] = adv[hit]
+                broken_by[rows[hit]] = position
+        return x_adv, broken_by
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return self.run(model, x, y)[0]

@@ -1,0 +1,65 @@
+"""Decision margins shared by the AutoAttack family: when a point is fooled, and the losses that get it there.
+
+Multiclass targets are int (N,): a point is fooled when ``argmax != y``. Multi-label targets are float (N, L):
+a point is fooled when any label's thresholded prediction (logit > 0) differs from its target ("flip any
+label"); its margin is the smallest signed logit ``min_l (2 y_l - 1) z_l``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from trixai.robust.losses import is_multilabel
+
+
+def is_fooled(logits: Tensor, y: Tensor) -> Tensor:
+    """Bool (N,): the prediction is wrong (multiclass) or at least one label is wrong (multi-label)."""
+    if is_multilabel(y):
+        return ((logits > 0) != (y > 0.5)).any(dim=1)
+    return logits.argmax(dim=1) != y
+
+
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-point margin, negative once fooled: ``z_y - max_{k != y} z_k`` or ``min_l (2 y_l - 1) z_l``."""
+    if is_multilabel(y):
+        return ((2 * y - 1) * logits).min(dim=1).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return true - others.max(dim=1).values
+
+
+def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Untargeted DLR (Croce & Hein 2020), per point: ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``."""
+    ranked = logits.sort(dim=1, descending=True).values
+    return -margin(logits, y) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+
+
+def targeted_dlr_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
+    """Targeted DLR, per point: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``; needs >= 4 classes."""
+    ranked = logits.sort(dim=1, descending=True).values
+    diff = logits.gather(1, y[:, None]).squeeze(1) - logits.gather(1, target[:, None]).squeeze(1)
+    return -diff / (ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12)
+
+
+def targeted_ce_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
+    """Targeted cross-entropy ascent loss, per point: ``-CE(z, t)`` (the few-class stand-in for targeted DLR)."""
+    return -F.cross_entropy(logits, target, reduction="none")
+
+
+def signed_label_margins(logits: Tensor, y: Tensor) -> Tensor:
+    """Multi-label, (N, L): ``(2 y_l - 1) z_l``, positive while label ``l`` is right."""
+    return (2 * y - 1) * logits
+
+
+def target_order(logits: Tensor, y: Tensor, count: int) -> Tensor:
+    """The ``count`` most likely wrong outcomes per point, most likely first, (N, count).
+
+    Multiclass: the highest-scoring classes other than ``y``. Multi-label: the labels with the smallest
+    signed margin (the labels easiest to flip).
+    """
+    if is_multilabel(y):
+        return signed_label_margins(logits, y).argsort(dim=1)[:, :count]
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return others.argsort(dim=1, descending=True)[:, :count]
+

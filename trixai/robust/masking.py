@@ -1,0 +1,93 @@
+"""Gradient-masking checks (Athalye et al. 2018; Croce & Hein 2020) on a finished robustness evaluation.
+
+Each check returns ``{"check", "passed", "detail"}``; ``passed`` is ``None`` when the evaluation lacks what the
+check needs (the detail says what). Noise tolerances are two binomial standard errors of the accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+WHITE_BOX = ("fgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t")
+
+
+def noise(accuracy: float, n: int) -> float:
+    """Two standard errors of an accuracy measured on ``n`` points, at least one point."""
+    if n == 0:
+        return 0.0
+    return max(2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n), 1 / n)
+
+
+def _steps(name: str) -> int | None:
+    if name == "fgsm":
+        return 1
+    match = re.fullmatch(r"pgd(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def ordering(evaluation: dict) -> dict:
+    """Worst case <= every attack <= clean, at every eps."""
+    clean = evaluation["clean"]["accuracy"]
+    problems = []
+    for label, worst in evaluation["worst_case"].items():
+        for name, per_eps in evaluation["results"].items():
+            accuracy = per_eps[label]["accuracy"]
+            if not worst["accuracy"] <= accuracy <= clean:
+                problems.append(f"{name}@{label}: {accuracy:.4f} not in [worst {worst['accuracy']:.4f}, clean {clean:.4f}]")
+    return {"check": "accuracy ordering (worst case <= each attack <= clean)", "passed": not problems,
+            "detail": "; ".join(problems) or "holds at every eps"}
+
+
+def large_eps(accuracy: float | None, eps: float, n: int, limit: float = 0.05) -> dict:
+    """PGD at a huge eps must break (almost) everything: accuracy <= ``limit``."""
+    name = f"PGD at eps={eps:g} drives accuracy to ~0 (<= {limit:.0%})"
+    if accuracy is None:
+        return {"check": name, "passed": None, "detail": "not run (masking.large_eps disabled)"}
+    return {"check": name, "passed": accuracy <= limit, "detail": f"accuracy {accuracy:.4f} on {n} points"}
+
+
+def more_steps(evaluation: dict) -> dict:
+    """Among FGSM / PGD-k at one eps, more steps never raise accuracy beyond noise."""
+    ranked = sorted((s, name) for name in evaluation["results"] if (s := _steps(name)) is not None)
+    name = "more steps never raise accuracy (FGSM, PGD-k) beyond noise"
+    if len(ranked) < 2:
+        return {"check": name, "passed": None, "detail": "needs two of fgsm / pgd<k> in attacks"}
+    n, problems = evaluation["n_points"], []
+    for label in evaluation["worst_case"]:
+        for (_, fewer), (_, more) in zip(ranked, ranked[1:]):
+            a, b = evaluation["results"][fewer][label]["accuracy"], evaluation["results"][more][label]["accuracy"]
+            if b > a + noise(a, n):
+                problems.append(f"{more} {b:.4f} > {fewer} {a:.4f} at {label}")
+    return {"check": name, "passed": not problems, "detail": "; ".join(problems) or
+            f"accuracy non-increasing in steps ({', '.join(n for _, n in ranked)}) within noise"}
+
+
+def black_box(evaluation: dict) -> dict:
+    """Square (black-box) must not be much stronger than the white-box attacks."""
+    name = "black-box Square not much stronger than white-box attacks"
+    n, problems, compared = evaluation["n_points"], [], False
+    for label, worst in evaluation["worst_case"].items():
+        aa = evaluation["results"].get("autoattack", {}).get(label)
+        if aa is not None and "broken_by" in aa:
+            compared = True
+            extra = aa["broken_by"].get("square", 0)
+            if extra / max(n, 1) > noise(aa["accuracy"], n):
+                problems.append(f"Square broke {extra} points APGD/FAB missed at {label}")
+        white = [evaluation["results"][a][label]["accuracy"] for a in evaluation["results"]
+                 if a in WHITE_BOX or _steps(a) is not None]
+        square = evaluation["results"].get("square", {}).get(label)
+        if square is not None and white:
+            compared = True
+            best = min(white)
+            if square["accuracy"] < best - noise(best, n):
+                problems.append(f"square {square['accuracy']:.4f} < best white-box {best:.4f} at {label}")
+    if not compared:
+        return {"check": name, "passed": None, "detail": "needs autoattack, or square plus a white-box attack"}
+    return {"check": name, "passed": not problems, "detail": "; ".join(problems) or "Square adds nothing beyond noise"}
+
+
+def zero_gradients(points: int, batches: int, total_batches: int) -> dict:
+    """No batch whose input gradients are all exactly zero (points with zero gradient are counted)."""
+    return {"check": "no zero-gradient batches", "passed": batches == 0,
+            "detail": f"{batches}/{total_batches} batches and {points} points with an all-zero input gradient"}

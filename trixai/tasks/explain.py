@@ -1,0 +1,162 @@
+"""``trixai-explain``: saliency maps and their metrics for a trained model, on a dataset split or image files."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader
+
+from trixai.data.images import IMAGE_SUFFIXES, read_image
+from trixai.errors import TrixaiError, user_errors
+from trixai.io import atomic_write_json, load_model
+from trixai.robust.attacks.base import frozen_eval
+from trixai.xai import figures
+from trixai.xai.evaluate import explanation_suite
+from trixai.xai.explainers import MAP_EXPLAINERS, explain, explainer_name
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise TrixaiError(f"device={name!r} is not a torch device (auto, cpu, cuda, cuda:0, ...)") from err
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """Files, folders (their image files, sorted) and glob patterns -> image paths in the given order."""
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    paths: list[Path] = []
+    for item in items:
+        path = Path(str(item)).expanduser()
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            paths.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(path)) if Path(m).is_file())
+            if not matches:
+                raise TrixaiError(f"inputs: {item!r} is no file, folder or glob with images "
+                                  f"({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(matches)
+    if not paths:
+        raise TrixaiError(f"inputs={items} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def file_samples(paths: list[Path], model, *, resize: str, batch_size: int) -> list[dict]:
+    """Decode the files at the model's input size and channels; the target is the model's prediction."""
+    images = torch.stack([
+        torch.from_numpy(read_image(p, size=model.input_size, channels=model.in_chans, resize=resize)[0].copy())
+        .permute(2, 0, 1).float().div(255.0) for p in paths
+    ])
+    device = next(model.parameters()).device
+    with frozen_eval(model), torch.no_grad():
+        logits = torch.cat([model(images[i:i + batch_size].to(device)).cpu()
+                            for i in range(0, len(images), batch_size)])
+    targets = (torch.sigmoid(logits) > 0.5).float() if model.task == "multilabel" else logits.argmax(dim=1)
+    return [{"image": images[i], "target": targets[i], "logits": logits[i], "name": paths[i].name}
+            for i in range(len(paths))]
+
+
+def predictions_report(model, samples: list[dict], cfg: DictConfig, out_dir: Path) -> list[dict]:
+    """Prediction, confidence and a heatmap overlay PNG per input file; returns the rows of predictions.json."""
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    rows = []
+    size = int(cfg.explainer.get("batch_size", 16))
+    for start in range(0, len(samples), size):
+        chunk = samples[start:start + size]
+        x = torch.stack([s["image"] for s in chunk]).to(device)
+        result = explain(model, x, None, cfg.explainer)
+        for sample, cam, target in zip(chunk, result.maps.cpu(), result.targets.cpu(), strict=True):
+            logits = sample["logits"]
+            probs = torch.sigmoid(logits) if model.task == "multilabel" else torch.softmax(logits, dim=0)
+            label = model.class_names[int(target)]
+            row = {"file": sample["name"], "prediction": label, "confidence": float(probs[int(target)]),
+                   "probabilities": {n: float(p) for n, p in zip(model.class_names, probs, strict=True)},
+                   "overlay": f"overlays/{Path(sample['name']).stem}.png"}
+            if model.task == "multilabel":
+                row["positive_labels"] = [n for n, p in zip(model.class_names, probs, strict=True) if p > 0.5]
+            figures.save_overlay(out_dir / row["overlay"], sample["image"], cam,
+                                 f"{sample['name']}: {label} ({row['confidence']:.1%}), {cfg.explainer.name}")
+            rows.append(row)
+    atomic_write_json(out_dir / "predictions.json", rows)
+    return rows
+
+
+def dataset_loader(cfg: DictConfig, model) -> DataLoader:
+    """The configured (or the model's training) dataset's split, checked against the model's classes."""
+    with open_dict(cfg):
+        cfg.model = {"resolution": model.input_size}  # datasets size their images by ${model.resolution}
+    dataset_cfg = cfg.get("dataset")
+    if dataset_cfg is None:
+        recorded = (getattr(model, "meta", None) or {}).get("config", {}).get("dataset")
+        if not recorded:
+            raise TrixaiError(f"ckpt={cfg.ckpt} records no dataset: pass dataset=<name> or inputs=<files>")
+        dataset_cfg = OmegaConf.create(recorded)
+    bundle = instantiate(dataset_cfg).load()
+    if tuple(bundle.info.class_names) != tuple(model.class_names):
+        raise TrixaiError(f"dataset classes {list(bundle.info.class_names)} differ from the model's "
+                          f"{list(model.class_names)} (ckpt={cfg.ckpt})")
+    if cfg.split not in ("train", "val", "test"):
+        raise TrixaiError(f"split={cfg.split!r} is not one of ['train', 'val', 'test']")
+    return DataLoader(bundle.split(cfg.split), batch_size=int(cfg.explainer.get("batch_size", 16)), shuffle=False)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Explain, score and report; returns the flat metrics written to the report."""
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.explainer is None:
+        raise TrixaiError("explainer=none: trixai-explain needs one of explainer=gradcam, multiscale_gradcam, "
+                          "se_attention, tcav")
+    name = explainer_name(cfg.explainer)
+    out_dir = Path(cfg.paths.output_dir)
+    model = load_model(cfg.ckpt, map_location=resolve_device(cfg.device))
+    attack = instantiate(cfg.attack) if cfg.get("attack") else None
+    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    try:
+        if cfg.inputs is not None:
+            if name not in MAP_EXPLAINERS:
+                raise TrixaiError(f"inputs= needs a map explainer {list(MAP_EXPLAINERS)}; explainer={name} "
+                                  "scores concepts over a dataset")
+            samples = file_samples(expand_inputs(cfg.inputs), model, resize=cfg.resize,
+                                   batch_size=int(cfg.explainer.get("batch_size", 16)))
+            rows = predictions_report(model, samples, cfg, out_dir)
+            for row in rows:
+                log.info("%s: %s (%.1f%%)", row["file"], row["prediction"], 100 * row["confidence"])
+            loader = [{k: torch.stack([s[k] for s in samples]) if k != "name" else [s[k] for s in samples]
+                       for k in ("image", "target", "name")}]
+            max_samples = len(samples)
+        else:
+            loader, max_samples = dataset_loader(cfg, model), int(cfg.max_samples)
+        wandb_logger = next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
+        metrics = explanation_suite(model, loader, explainer_cfg=cfg.explainer, attack=attack, out_dir=out_dir,
+                                    max_samples=max_samples, logger=wandb_logger)
+        for logger in loggers:
+            logger.log_metrics(metrics)
+        for key, value in metrics.items():
+            log.info("%s = %.4f", key, value)
+        print(f"explanations written to {out_dir}")
+        return metrics
+    finally:
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="explain")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        run(cfg)

@@ -1,0 +1,349 @@
+"""The explanation suite: run an explainer over a loader, score it, write reports and figures.
+
+Used by ``trixai-explain`` and by the test phase of ``trixai-train``: :func:`explanation_suite` writes
+``explanations.json``, ``explanations.md`` and ``figures/xai_*.png`` into ``out_dir`` and returns flat
+``xai/...`` metrics (means) for the result table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from trixai.errors import TrixaiError
+from trixai.io import atomic_write_json, atomic_write_text
+from trixai.robust.attacks.base import Attack, frozen_eval
+from trixai.xai import figures
+from trixai.xai.explainers import Explanation, explain, explainer_name
+from trixai.xai.metrics.faithfulness import BASELINES, confidence_change, deletion_insertion
+from trixai.xai.metrics.localization import area_fraction, energy_pointing_game, pointing_game, topk_iou
+from trixai.xai.metrics.sanity import parameter_randomisation
+from trixai.xai.metrics.stability import spearman, ssim
+from trixai.xai.se_attention import gate_statistics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Samples:
+    """Up to ``max_samples`` images from a loader, on one device."""
+
+    images: Tensor
+    labels: Tensor
+    masks: Tensor | None
+    has_mask: Tensor
+    names: list[str]
+
+
+def collect_samples(loader: Iterable[dict], max_samples: int, device: torch.device) -> Samples:
+    """Concatenate sample-dict batches (``image``, ``target``, optional ``mask``/``has_mask``/``name``)."""
+    images, labels, masks, has_mask, names = [], [], [], [], []
+    count = 0
+    for batch in loader:
+        take = min(len(batch["image"]), max_samples - count)
+        images.append(batch["image"][:take])
+        labels.append(torch.as_tensor(batch["target"])[:take])
+        if "mask" in batch:
+            masks.append(batch["mask"][:take])
+            flags = batch.get("has_mask", torch.ones(take, dtype=torch.bool))
+            has_mask.append(torch.as_tensor(flags, dtype=torch.bool)[:take])
+        names.extend(list(batch.get("name", [str(count + i) for i in range(take)]))[:take])
+        count += take
+        if count >= max_samples:
+            break
+    if not images:
+        raise TrixaiError("the explanation loader yielded no samples")
+    mask_tensor = torch.cat(masks).to(device) if len(masks) == len(images) else None
+    flags = torch.cat(has_mask).to(device) if mask_tensor is not None else torch.zeros(count, dtype=torch.bool,
+                                                                                       device=device)
+    return Samples(torch.cat(images).to(device), torch.cat(labels).to(device), mask_tensor, flags, names)
+
+
+def resolve_target(spec, class_names: tuple[str, ...]) -> str | int:
+    """``predicted`` | ``label`` | a class index | a class name -> ``predicted``, ``label`` or an index."""
+    if spec in (None, "predicted", "label"):
+        return spec or "predicted"
+    if isinstance(spec, int) and 0 <= spec < len(class_names):
+        return spec
+    if isinstance(spec, str) and spec in class_names:
+        return class_names.index(spec)
+    raise TrixaiError(f"explainer.target={spec!r}: allowed are predicted, label, 0..{len(class_names) - 1} "
+                      f"or a class name {list(class_names)}")
+
+
+def batch_targets(mode: str | int, logits: Tensor, labels: Tensor) -> Tensor:
+    """Class explained per sample: arg-max logit, the label (multi-label: its highest-scoring positive
+    label, the arg-max where none is positive), or one fixed class."""
+    if mode == "predicted":
+        return logits.argmax(dim=1)
+    if isinstance(mode, int):
+        return torch.full((len(logits),), mode, dtype=torch.long, device=logits.device)
+    if not labels.is_floating_point():
+        return labels.long()
+    scored = torch.where(labels > 0.5, logits, torch.full_like(logits, -math.inf))
+    return torch.where(labels.amax(dim=1) > 0.5, scored.argmax(dim=1), logits.argmax(dim=1))
+
+
+def json_safe(value):
+    """NaN/inf -> None recursively, so explanations.json stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def summary(values: Tensor) -> dict[str, float | int]:
+    """Mean, std (population) and n over the finite values."""
+    values = values.detach().double().flatten()
+    values = values[torch.isfinite(values)]
+    n = int(values.numel())
+    if n == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(values.mean()), "std": float(values.std(unbiased=False)), "n": n}
+
+
+def target_masks(samples: Samples, targets: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Ground-truth mask of each sample's explained class (K = 1: the lesion mask; K = L: that label's
+    mask) and which samples have a non-empty one; None without masks."""
+    if samples.masks is None:
+        return None
+    masks = samples.masks.bool()
+    if masks.shape[1] == 1:
+        chosen = masks[:, 0]
+    else:
+        chosen = masks[torch.arange(len(targets), device=targets.device), targets]
+    valid = samples.has_mask & chosen.flatten(1).any(dim=1)
+    return chosen, valid
+
+
+def _explain_all(model: nn.Module, x: Tensor, labels: Tensor, mode: str | int, cfg: Mapping,
+                 targets: Tensor | None = None) -> Explanation:
+    size = int(cfg.get("batch_size", 16))
+    parts = []
+    for start in range(0, len(x), size):
+        xb = x[start:start + size]
+        if targets is not None:
+            tb = targets[start:start + size]
+        elif mode == "predicted":
+            tb = None
+        else:
+            with torch.no_grad():
+                tb = batch_targets(mode, model(xb), labels[start:start + size])
+        parts.append(explain(model, xb, tb, cfg))
+    extras = {}
+    if "gates" in parts[0].extras:
+        extras["gates"] = {k: torch.cat([p.extras["gates"][k] for p in parts]) for k in parts[0].extras["gates"]}
+    return Explanation(torch.cat([p.maps for p in parts]), torch.cat([p.logits for p in parts]),
+                       torch.cat([p.targets for p in parts]), extras)
+
+
+def _attack_batched(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, size: int) -> Tensor:
+    return torch.cat([attack(model, x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)])
+
+
+def _gallery_indices(labels: Tensor, targets: Tensor, per_class: int) -> list[int]:
+    keys = labels if not labels.is_floating_point() else targets
+    chosen: dict[int, list[int]] = {}
+    for index, key in enumerate(keys.tolist()):
+        bucket = chosen.setdefault(int(key), [])
+        if len(bucket) < per_class:
+            bucket.append(index)
+    return sorted(i for bucket in chosen.values() for i in bucket)
+
+
+def _numbered_classes(model: nn.Module, x: Tensor) -> list[str]:
+    with frozen_eval(model), torch.no_grad():
+        return [str(i) for i in range(model(x).shape[1])]
+
+
+def plain_settings(cfg: Mapping) -> dict:
+    """The explainer config as a plain, resolved dict for the report."""
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+
+
+def explanation_suite(
+    model: nn.Module,
+    loader: Iterable[dict],
+    *,
+    explainer_cfg: Mapping,
+    attack: Attack | None = None,
+    out_dir: str | Path,
+    max_samples: int | None = None,
+    logger=None,
+    prefix: str = "xai/",
+) -> dict[str, float]:
+    """Explain up to ``max_samples`` images of ``loader``, score the maps, write reports and figures.
+
+    ``explainer_cfg``: the ``explainer`` config group. ``attack``: an :class:`~trixai.robust.attacks.Attack`
+    for the stability metrics (None skips them). ``logger``: a Lightning logger; figures go to it when it
+    can ``log_image`` (W&B). Returns ``{prefix + metric: mean}``.
+    """
+    name = explainer_name(explainer_cfg)
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    max_samples = int(max_samples or explainer_cfg.get("max_samples", 64))
+    samples = collect_samples(loader, max_samples, device)
+    class_names = tuple(getattr(model, "class_names", None) or _numbered_classes(model, samples.images[:1]))
+    if name == "tcav":
+        from trixai.xai.tcav_suite import tcav_suite
+
+        return tcav_suite(model, samples, explainer_cfg, out_dir, class_names=class_names, prefix=prefix)
+    report = _map_suite(model, samples, explainer_cfg, attack, out_dir, class_names)
+    flat = {f"{prefix}{key}": value["mean"] for key, value in report["metrics"].items()}
+    if report.get("sanity"):
+        flat[f"{prefix}sanity_passed"] = float(report["sanity"]["passed"])
+    atomic_write_json(out_dir / "explanations.json", json_safe(report))
+    atomic_write_text(out_dir / "explanations.md", markdown_report(report))
+    if logger is not None and hasattr(logger, "log_image"):
+        for figure in report["figures"]:
+            logger.log_image(key=f"{prefix}{Path(figure).stem}", images=[str(out_dir / figure)])
+    log.info("explanations (%s, n=%d) written to %s", name, report["n_samples"], out_dir)
+    return flat
+
+
+def _faithfulness(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, cfg: Mapping, task: str
+                  ) -> tuple[dict[str, dict], dict[str, dict]]:
+    metrics_cfg = cfg.get("metrics") or {}
+    metrics, curves = {}, {}
+    for baseline in metrics_cfg.get("baselines", list(BASELINES)):
+        scores = deletion_insertion(model, x, maps, targets, steps=int(metrics_cfg.get("steps", 20)),
+                                    baseline=baseline, blur_sigma=float(metrics_cfg.get("blur_sigma", 5.0)),
+                                    task=task, batch_size=int(cfg.get("batch_size", 16)) * 16)
+        curves[baseline] = scores
+        metrics[f"deletion_auc_{baseline}"] = summary(scores["deletion_auc"])
+        metrics[f"insertion_auc_{baseline}"] = summary(scores["insertion_auc"])
+    change = confidence_change(model, x, maps, targets, task=task)
+    metrics["average_drop"] = summary(change["average_drop"])
+    metrics["increase_in_confidence"] = summary(change["increase_in_confidence"])
+    return metrics, curves
+
+
+def _localization(maps: Tensor, masks: Tensor, valid: Tensor, metrics_cfg: Mapping) -> dict[str, dict]:
+    m, g = maps[valid], masks[valid]
+    return {
+        "pointing_game": summary(pointing_game(m, g, int(metrics_cfg.get("tolerance", 0)))),
+        "energy_pointing_game": summary(energy_pointing_game(m, g)),
+        "topk_iou": summary(topk_iou(m, g, float(metrics_cfg.get("topk", 0.15)))),
+        "mask_area_fraction": summary(area_fraction(g)),
+    }
+
+
+def _stability(model: nn.Module, x: Tensor, labels: Tensor, result: Explanation, attack: Attack, mode,
+               cfg: Mapping) -> tuple[dict[str, dict], Tensor]:
+    """CAM(x) vs CAM(x_adv) for the same targets, and vs CAM(x + random +-eps signs) as a reference."""
+    x_adv = _attack_batched(attack, model, x, labels, int(cfg.get("batch_size", 16)))
+    maps_adv = _explain_all(model, x_adv, labels, mode, cfg, targets=result.targets).maps
+    metrics = {"stability_ssim": summary(ssim(result.maps, maps_adv)),
+               "stability_spearman": summary(spearman(result.maps, maps_adv))}
+    eps = getattr(attack, "eps", None)
+    if eps and getattr(attack, "norm", "linf") == "linf":
+        signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(0)).to(x.device) * 2 - 1
+        maps_noise = _explain_all(model, (x + eps * signs).clamp(0, 1), labels, mode, cfg, targets=result.targets).maps
+        metrics["noise_ssim"] = summary(ssim(result.maps, maps_noise))
+        metrics["noise_spearman"] = summary(spearman(result.maps, maps_noise))
+    return metrics, maps_adv
+
+
+def _sanity(model: nn.Module, x: Tensor, result: Explanation, cfg: Mapping) -> dict:
+    metrics_cfg = cfg.get("metrics") or {}
+    k = min(int(metrics_cfg.get("sanity_samples", 16)), len(x))
+    rows = parameter_randomisation(model, x[:k], result.targets[:k],
+                                   lambda mdl, xb, tb: explain(mdl, xb, tb, cfg).maps, reference=result.maps[:k])
+    threshold = float(metrics_cfg.get("sanity_max_spearman", 0.5))
+    final = rows[-1]
+    if math.isfinite(final["spearman"]):
+        passed = final["spearman"] < threshold
+    else:  # the randomised model's maps are constant: compare structure instead
+        passed = final["ssim"] < 0.5
+    return {"stages": rows, "max_spearman": threshold, "passed": bool(passed), "final_ssim": final["ssim"],
+            "final_spearman": final["spearman"], "n": k}
+
+
+def _map_suite(model: nn.Module, samples: Samples, cfg: Mapping, attack: Attack | None, out_dir: Path,
+               class_names: tuple[str, ...]) -> dict:
+    task = getattr(model, "task", "multiclass")
+    metrics_cfg = cfg.get("metrics") or {}
+    mode = resolve_target(cfg.get("target", "predicted"), class_names)
+    x, labels = samples.images, samples.labels
+    result = _explain_all(model, x, labels, mode, cfg)
+    maps, targets = result.maps, result.targets
+    metrics, curves = _faithfulness(model, x, maps, targets, cfg, task)
+    located = target_masks(samples, targets)
+    if located is not None and bool(located[1].any()):
+        metrics.update(_localization(maps, *located, metrics_cfg))
+    maps_adv = None
+    if attack is not None and metrics_cfg.get("stability", True):
+        stability, maps_adv = _stability(model, x, labels, result, attack, mode, cfg)
+        metrics.update(stability)
+    sanity = _sanity(model, x, result, cfg) if metrics_cfg.get("sanity", True) else None
+    if sanity:
+        metrics["sanity_final_ssim"] = {"mean": sanity["final_ssim"], "std": float("nan"), "n": sanity["n"]}
+        metrics["sanity_final_spearman"] = {"mean": sanity["final_spearman"], "std": float("nan"), "n": sanity["n"]}
+
+    chosen = _gallery_indices(labels, targets, int(cfg.get("gallery_per_class", 2)))
+    titles = [f"#{samples.names[i]} " + (f"y={class_names[int(labels[i])]} " if not labels.is_floating_point() else "")
+              + f"cam={class_names[int(targets[i])]}" for i in chosen]
+    figures.save_gallery(out_dir / "figures" / "xai_gallery.png", x[chosen], maps[chosen], titles,
+                         masks=located[0][chosen] if located is not None else None,
+                         maps_adv=maps_adv[chosen] if maps_adv is not None else None)
+    figures.save_curves(out_dir / "figures" / "xai_curves.png", curves)
+    report = {
+        "explainer": plain_settings(cfg),
+        "model": getattr(model, "name", type(model).__name__),
+        "class_names": list(class_names),
+        "n_samples": len(x),
+        "attack": attack.settings() if attack is not None and maps_adv is not None else None,
+        "metrics": metrics,
+        "curves": {b: {k: c[f"{k}_curve"].mean(dim=0).tolist() for k in ("deletion", "insertion")}
+                   for b, c in curves.items()},
+        "sanity": sanity,
+        "figures": ["figures/xai_gallery.png", "figures/xai_curves.png"],
+    }
+    if "gates" in result.extras:
+        report["se_attention"] = gate_statistics(result.extras["gates"])
+        figures.save_se_gates(out_dir / "figures" / "xai_se_gates.png", report["se_attention"])
+        report["figures"].append("figures/xai_se_gates.png")
+    return report
+
+
+LOWER_IS_BETTER = ("deletion_auc", "average_drop")
+
+
+def markdown_report(report: dict) -> str:
+    """explanations.md: settings, one row per metric (mean +- std, n), sanity stages, figures."""
+    explainer = report["explainer"]
+    lines = [f"# Explanations: {explainer.get('name')} on {report['model']}", "",
+             f"{report['n_samples']} images; target: {explainer.get('target', 'predicted')}; "
+             f"attack: {report['attack'] or 'none'}.", "",
+             "| metric | mean ± std | n |", "|---|---|---|"]
+    for key, value in report["metrics"].items():
+        hint = " (lower is better)" if key.startswith(LOWER_IS_BETTER) else ""
+        std = "" if not math.isfinite(value["std"]) else f" ± {value['std']:.4f}"
+        mean = f"{value['mean']:.4f}" if math.isfinite(value["mean"]) else "undefined"
+        lines.append(f"| {key}{hint} | {mean}{std} | {value['n']} |")
+    if "mask_area_fraction" in report["metrics"]:
+        lines += ["", "Chance level of the pointing game and the energy pointing game: mask_area_fraction."]
+    sanity = report.get("sanity")
+    if sanity:
+        lines += ["", f"## Parameter randomisation ({'passed' if sanity['passed'] else 'FAILED'}: "
+                      f"final Spearman {sanity['final_spearman']:.3f} < {sanity['max_spearman']})", "",
+                  "| randomised down to | SSIM vs trained | Spearman vs trained |", "|---|---|---|"]
+        lines += [f"| {row['stage']} | {row['ssim']:.4f} | {row['spearman']:.4f} |" for row in sanity["stages"]]
+    if "se_attention" in report:
+        lines += ["", "## SE gates per module", "", "| module | channels | mean | std | min | max |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {s['channels']} | {s['mean']:.4f} | {s['std']:.4f} | {s['min']:.4f} | {s['max']:.4f} |"
+                  for n, s in report["se_attention"].items()]
+    lines += ["", *[f"![{Path(f).stem}]({f})" for f in report["figures"]], ""]
+    return "\n".join(lines)

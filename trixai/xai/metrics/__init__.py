@@ -1,0 +1,1 @@
+"""Explanation metrics: faithfulness, localisation, stability under attack, parameter-randomisation sanity."""
