@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from trixai.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import (
-    dlr_loss, is_fooled, margin, signed_label_margins, target_order, targeted_ce_loss, targeted_dlr_loss,
+    dlr_loss, is_fooled, margin, signed_label_margins, target_count, target_order, targeted_ce_loss,
+    targeted_dlr_loss,
 )
 from trixai.robust.attacks.pgd import NORMS, project, random_start
 from trixai.robust.losses import classification_loss, is_multilabel
@@ -215,7 +216,7 @@ class APGDT(APGD):
         return "dlr-targeted" if num_outputs >= 4 else "ce-targeted"
 
     def target_count(self, num_outputs: int, multilabel: bool) -> int:
-        return min(self.targets, num_outputs if multilabel else num_outputs - 1)
+        return target_count(self.targets, num_outputs, multilabel)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():

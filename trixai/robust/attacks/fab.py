@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from trixai.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
-from trixai.robust.attacks.margins import is_fooled, signed_label_margins, target_order
+from trixai.robust.attacks.margins import is_fooled, signed_label_margins, target_count, target_order
 from trixai.robust.attacks.pgd import random_start
 from trixai.robust.losses import is_multilabel
 
@@ -74,7 +74,7 @@ class FABT(Attack):
         return "fab-t"
 
     def target_count(self, num_outputs: int, multilabel: bool) -> int:
-        return min(self.targets, num_outputs if multilabel else num_outputs - 1)
+        return target_count(self.targets, num_outputs, multilabel)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():

@@ -52,6 +52,11 @@ def signed_label_margins(logits: Tensor, y: Tensor) -> Tensor:
     return (2 * y - 1) * logits
 
 
+def target_count(requested: int, num_outputs: int, multilabel: bool) -> int:
+    """Targets a targeted attack can use: at most C - 1 wrong classes, or L labels to flip."""
+    return min(requested, num_outputs if multilabel else num_outputs - 1)
+
+
 def target_order(logits: Tensor, y: Tensor, count: int) -> Tensor:
     """The ``count`` most likely wrong outcomes per point, most likely first, (N, count).
 
