@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 from pathlib import Path
 
 import hydra
@@ -23,8 +22,6 @@ from trixai.profiling import profile_model
 from trixai.results import print_results
 from trixai.robust.evaluate import MaskingSettings, robustness_suite
 from trixai.xai.evaluate import explanation_suite
-
-log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
@@ -53,7 +50,7 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
 
 def run_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, run_dir: Path,
                wandb: WandbLogger | None) -> dict[str, float]:
-    """After the test phase: robustness suite, explanation suite and efficiency profile, each when configured.
+    """After the test phase: the robustness suite and the explanation suite, each when configured.
 
     Returns flat metrics for the result table; the suites write their own reports into ``run_dir``.
     """
