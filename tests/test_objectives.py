@@ -40,20 +40,20 @@ def reference_trades(model, x, y, detach_clean=False):
 
 
 def test_trades_loss_and_gradients_match_reference():
-    x, y = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    x, y = torch.rand(6, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])  # float64: exact
     attack = PGD(eps=EPS, alpha=ALPHA, steps=STEPS)
-    model_a, model_b = tiny_cnn().train(), tiny_cnn().train()
+    model_a, model_b = tiny_cnn().double().train(), tiny_cnn().double().train()
     torch.manual_seed(11)
     ours = TRADES(beta=BETA)(model_a, x, y, attack=attack)
     torch.manual_seed(11)
     ref = reference_trades(model_b, x, y)
-    assert torch.allclose(ours.loss, ref, atol=1e-6)
+    assert torch.allclose(ours.loss, ref, rtol=0, atol=1e-12)
     grads_a = torch.autograd.grad(ours.loss, list(model_a.parameters()))
     grads_b = torch.autograd.grad(ref, list(model_b.parameters()))
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b, strict=True))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(grads_a, grads_b, strict=True))
     assert set(ours.terms) == {"ce", "kl"}
     # BatchNorm saw the clean and the adversarial batch in separate forwards, exactly like the reference.
-    assert torch.allclose(model_a[1].running_mean, model_b[1].running_mean)
+    assert torch.allclose(model_a[1].running_mean, model_b[1].running_mean, rtol=0, atol=1e-12)
 
 
 def test_trades_clean_branch_not_detached():
@@ -102,3 +102,15 @@ def test_standard_class_weighted_and_multilabel_masking():
     out = Standard()(model, x[:2], target, label_mask=label_mask)
     per_label = F.binary_cross_entropy_with_logits(out.logits, target, reduction="none")
     assert torch.allclose(out.loss, (per_label * label_mask).sum() / 4)
+
+
+def test_trades_gradient_stays_finite_when_clean_softmax_underflows():
+    """A confident clean prediction (softmax exactly 0 for other classes in float32) must not give NaN grads."""
+    model = tiny_cnn().train()
+    with torch.no_grad():
+        model[-1].weight.mul_(1e4)  # logits differences of ~1e3: exp underflows to 0
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    out = TRADES(beta=BETA)(model, x, y, attack=PGD(eps=EPS, alpha=ALPHA, steps=1))
+    assert (F.softmax(out.logits, dim=1) == 0).any()
+    grads = torch.autograd.grad(out.loss, list(model.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)

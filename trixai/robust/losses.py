@@ -41,10 +41,14 @@ def classification_loss(
 
 
 def output_divergence(logits_adv: Tensor, logits_clean: Tensor, *, multilabel: bool) -> Tensor:
-    """Per-sample KL(p_clean || p_adv): softmax over classes, or Bernoulli per label summed over labels."""
+    """Per-sample KL(p_clean || p_adv): softmax over classes, or Bernoulli per label summed over labels.
+
+    Both sides enter as log-probabilities: with the clean branch not detached (TRADES), ``kl_div(log q, p)``
+    would back-propagate log p = -inf wherever a float32 softmax underflows to 0, and turn the step into NaN.
+    """
     if not multilabel:
-        return F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1),
-                        reduction="none").sum(dim=1)
+        return F.kl_div(F.log_softmax(logits_adv, dim=1), F.log_softmax(logits_clean, dim=1),
+                        reduction="none", log_target=True).sum(dim=1)
     p = torch.sigmoid(logits_clean)
     log_p, log_1mp = F.logsigmoid(logits_clean), F.logsigmoid(-logits_clean)
     log_q, log_1mq = F.logsigmoid(logits_adv), F.logsigmoid(-logits_adv)
