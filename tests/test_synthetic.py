@@ -83,3 +83,17 @@ def test_cxr_is_multilabel_grayscale_with_masks_per_finding():
 def test_bad_sizes_are_rejected():
     with pytest.raises(TrixaiError, match="dataset.n_val=0"):
         lesions(n_val=0)
+
+
+def test_augmentation_moves_mask_with_image_and_can_be_off():
+    import torch
+
+    from trixai.data.datamodule import Augmented, build_augmentation
+
+    base = lesions(n_train=20).load().train
+    flipped = Augmented(base, build_augmentation(32, 3, hflip=1.0))[0]
+    original = base[0]
+    assert torch.equal(flipped["image"], original["image"].flip(-1))
+    assert torch.equal(flipped["mask"], original["mask"].flip(-1))
+    unchanged = Augmented(base, build_augmentation(32, 3))[0]  # every transform off: identity
+    assert torch.equal(unchanged["image"], original["image"]) and torch.equal(unchanged["mask"], original["mask"])

@@ -21,8 +21,8 @@ CLASS_WEIGHTING = ("none", "inverse", "effective")
 
 def build_augmentation(image_size: int, in_chans: int, *, random_resized_crop: dict | None = None,
                        hflip: float = 0.0, vflip: float = 0.0, rotation: float = 0.0,
-                       color_jitter: dict | None = None) -> v2.Compose:
-    """Geometric transforms act on image and mask together; colour jitter on the image only."""
+                       color_jitter: dict | None = None) -> v2.Transform:
+    """Geometric transforms act on image and mask together; colour jitter on the image only (identity if none)."""
     steps: list = []
     if random_resized_crop:
         steps.append(v2.RandomResizedCrop(image_size, antialias=True, **random_resized_crop))
@@ -38,13 +38,13 @@ def build_augmentation(image_size: int, in_chans: int, *, random_resized_crop: d
             jitter.pop("saturation", None)
             jitter.pop("hue", None)
         steps.append(v2.ColorJitter(**jitter))
-    return v2.Compose(steps)
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
 class Augmented(Dataset):
     """Applies a joint image/mask transform to every sample of ``base``."""
 
-    def __init__(self, base: Dataset, transform: v2.Compose) -> None:
+    def __init__(self, base: Dataset, transform: v2.Transform) -> None:
         self.base, self.transform = base, transform
 
     def __len__(self) -> int:
