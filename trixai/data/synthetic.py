@@ -8,6 +8,7 @@ information), chest findings are local structures with one mask per finding.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 import logging
 import os
@@ -239,7 +240,7 @@ def _split_seed(seed: int, split: str, stream: int = 0) -> np.random.SeedSequenc
     return np.random.SeedSequence([seed, SPLITS.index(split), GENERATOR_VERSION, stream])
 
 
-class SyntheticSource:
+class SyntheticSource(ABC):
     """Shared machinery: split sizes, on-disk cache keyed by every generation parameter, bundle assembly."""
 
     name: str = ""
@@ -257,11 +258,11 @@ class SyntheticSource:
         return {"name": self.name, "version": GENERATOR_VERSION, "image_size": self.image_size,
                 "seed": self.seed, "sizes": self.sizes}
 
-    def info(self) -> DataInfo:
-        raise NotImplementedError
+    @abstractmethod
+    def info(self) -> DataInfo: ...
 
-    def generate(self, split: str, n: int, seed: np.random.SeedSequence) -> _Arrays:
-        raise NotImplementedError
+    @abstractmethod
+    def generate(self, split: str, n: int, seed: np.random.SeedSequence) -> _Arrays: ...
 
     def _cache_path(self) -> Path | None:
         if self.cache_dir is None:
