@@ -96,6 +96,22 @@ def compare(name: str, ours_fn, ref_fn, model, x, y, repeats: int) -> dict:
             "agree": gap <= max(0.01, 1 / n) + 1e-9, "trixai_s": ours_t, "reference_s": ref_t}
 
 
+def reference_autoattack(torchattacks, model, eps: float, steps: int):
+    """torchattacks' standard ensemble with ``steps`` iterations for APGD-CE, APGD-T and FAB-T.
+
+    ``torchattacks.AutoAttack`` builds its components with their class defaults, 10 iterations each, not the
+    published 100; building the same MultiAttack here lets both libraries run identical settings.
+    """
+    classes = len(model.class_names)
+    return torchattacks.MultiAttack([
+        torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, n_restarts=1, loss="ce", seed=0),
+        torchattacks.APGDT(model, norm="Linf", eps=eps, steps=steps, n_restarts=1, n_classes=classes, seed=0),
+        torchattacks.FAB(model, norm="Linf", eps=eps, steps=steps, n_restarts=1, multi_targeted=True,
+                         n_classes=classes, seed=0),
+        torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, seed=0),
+    ])
+
+
 def main() -> None:
     import torchattacks
 
@@ -108,6 +124,9 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=2 / 255, help="L-inf eps in [0, 1] pixels")
     parser.add_argument("--repeats", type=int, default=3, help="PGD timing repeats (0: skip the PGD comparison)")
     parser.add_argument("--aa-n", type=int, default=32, help="images for the AutoAttack comparison (0: skip)")
+    parser.add_argument("--aa-steps", type=int, nargs="+", default=[100],
+                        help="APGD/APGD-T/FAB-T iterations (100: published; 10: torchattacks.AutoAttack's defaults)")
+    parser.add_argument("--aa-repeats", type=int, default=1, help="AutoAttack timing repeats")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
@@ -138,13 +157,14 @@ def main() -> None:
 
     if args.aa_n:
         xa, ya = x[: args.aa_n], y[: args.aa_n]
-        ours_aa = AutoAttack(eps=args.eps, version="standard", seed=0)
-        ref_aa = torchattacks.AutoAttack(model, norm="Linf", eps=args.eps, version="standard",
-                                         n_classes=len(model.class_names), seed=0)
         xa_cl = xa.contiguous(memory_format=torch.channels_last)
-        results["autoattack"] = compare("AutoAttack standard", lambda: ours_aa(fast, xa_cl, ya),
-                                        lambda: ref_aa(xa, ya), model, xa, ya, 1)
-        print(json.dumps({k: v for k, v in results["autoattack"].items() if not isinstance(v, list)}, indent=1))
+        for steps in args.aa_steps:
+            ours_aa = AutoAttack(eps=args.eps, version="standard", steps=steps, seed=0)
+            ref_aa = reference_autoattack(torchattacks, model, args.eps, steps)
+            key = f"autoattack_{steps}"
+            results[key] = compare(f"AutoAttack standard, {steps} steps", lambda: ours_aa(fast, xa_cl, ya),
+                                   lambda: ref_aa(xa, ya), model, xa, ya, args.aa_repeats)
+            print(json.dumps({k: v for k, v in results[key].items() if not isinstance(v, list)}, indent=1))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -14,7 +14,7 @@ from trixai.errors import TrixaiError
 from trixai.io import export_model, model_metadata
 from trixai.models import create_model
 from trixai.profiling import count_flops
-from trixai.tasks.report import build_report, flatten, pareto_front
+from trixai.tasks.report import build_report, flatten, pareto_front, sweep_order
 
 # (model, objective, seed) -> (test/acc, test/rob_acc, ssim mean); profiles per model.
 RUNS = {
@@ -96,11 +96,38 @@ def test_report_table_summary_and_figures(sweep_dir, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "Mean ± std over seeds" in markdown and "0.42 ± 0.02828" in markdown
     assert markdown.count("| efficientnet_b0 |") == 4 + 2  # runs, then seed groups
+    assert first["varied"] == "model=efficientnet_b0 objective=standard"  # the seed varies too, but is a repeat
     assert "| params (M) | GFLOPs |" in markdown and "| 5.3 | 0.77 |" in markdown
     assert set(paths["figures"]) == {"pareto_robust_acc_vs_flops.png", "pareto_robust_acc_vs_latency.png",
-                                     "pareto_stability_vs_flops.png"}
+                                     "pareto_stability_vs_flops.png", "tradeoff_accuracy_vs_stability.png"}
     for figure in paths["figures"].values():
         assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tradeoff_curve_follows_the_swept_value(tmp_path):
+    """A lambda sweep: points labelled by the varied override and joined in the order of its values."""
+    sweep = tmp_path / "multiruns" / "t"
+    lambdas = {"1.0": (0.70, 0.40, 0.90), "0.0": (0.80, 0.45, 0.60), "0.3": (0.78, 0.44, 0.75)}
+    for index, (lam, values) in enumerate(lambdas.items()):
+        run_dir = sweep / str(index)
+        _write_run(run_dir, "efficientnet_b0", "tri_objective", 1, values)
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            [f"objective.lambda_expl={lam}", "experiment=tri_objective_ablation"]))
+    out = tmp_path / "report"
+    paths = build_report(_cfg(sweep, out))
+    rows = _read_csv(out / "report.csv")
+    assert [r["varied"] for r in rows] == [f"objective.lambda_expl={lam}" for lam in lambdas]
+    summary = _read_csv(out / "summary.csv")
+    assert {s["varied"] for s in summary} == {f"objective.lambda_expl={lam}" for lam in lambdas}
+    figure = paths["figures"]["tradeoff_accuracy_vs_stability.png"]
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert "| objective.lambda_expl=0.3 |" in (out / "report.md").read_text()
+
+
+def test_tradeoff_points_are_ordered_by_numeric_value():
+    labels = ["objective.lambda_expl=1.0", "objective.lambda_expl=0.1", "objective.lambda_expl=0.0"]
+    assert sorted(labels, key=sweep_order) == labels[::-1]
+    assert sweep_order("model=resnet50") > sweep_order("objective.lambda_expl=3")
 
 
 def test_report_logs_table_to_wandb_offline(sweep_dir, tmp_path, monkeypatch):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import tiny_timm
 
+from trixai.errors import TrixaiError
 from trixai.robust.attacks import PGD
 from trixai.robust.objectives import TriObjective, cam_ssim, trades_adversary
 from trixai.tasks.train import train
@@ -58,6 +60,26 @@ def test_explanation_gradient_is_nonzero_and_matches_finite_differences():
             assert abs(numeric - analytic) <= 1e-5 + 1e-4 * abs(numeric), (name, index, numeric, analytic)
             checked += abs(analytic) > 0
     assert checked >= 5
+
+
+def test_explanation_term_uses_the_configured_ssim_window():
+    model = tiny_timm(num_classes=3).double().eval()
+    x, y = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2])
+    attack = PGD(eps=16 / 255, alpha=4 / 255, steps=2)
+    terms = {}
+    for window, sigma in ((11, 1.5), (3, 0.8)):
+        torch.manual_seed(3)
+        out = TriObjective(beta=0.0, lambda_expl=1.0, cam_layer="mid", ssim_window=window, ssim_sigma=sigma)(
+            model, x, y, attack=attack)
+        torch.manual_seed(3)
+        x_adv = trades_adversary(model, x, attack, multilabel=False)
+        direct = cam_ssim(model, x, x_adv, y, "mid", create_graph=True, window_size=window,
+                          window_sigma=sigma)[0].mean()
+        torch.testing.assert_close(out.terms["cam_ssim"].double(), direct.detach())
+        terms[window] = float(out.terms["cam_ssim"])
+    assert terms[11] != terms[3]
+    with pytest.raises(TrixaiError, match="ssim_window"):
+        TriObjective(ssim_window=4)
 
 
 def test_lambda_warmup_and_ramp():

@@ -51,11 +51,22 @@ def test_batched_steps_equal_a_per_image_loop():
     x, maps = torch.rand(3, 3, 32, 32), torch.rand(3, 32, 32)
     targets = torch.tensor([0, 2, 1])
     batched = deletion_insertion(model, x, maps, targets, steps=5, baseline="blur", batch_size=7)
-    for i in range(3):
-        single = deletion_insertion(model, x[i:i + 1], maps[i:i + 1], targets[i:i + 1], steps=5, baseline="blur",
-                                    batch_size=1)
-        torch.testing.assert_close(single["deletion_curve"][0], batched["deletion_curve"][i], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(single["insertion_auc"][0], batched["insertion_auc"][i], atol=1e-5, rtol=1e-4)
+    base = make_baseline(x, "blur")
+    with torch.no_grad():
+        for i in range(3):  # reference: every step image composed and run on its own
+            order = maps[i].flatten().argsort(descending=True, stable=True)
+            for k in range(6):
+                m = torch.zeros(32 * 32)
+                m[order[:round(k / 5 * 32 * 32)]] = 1.0
+                m = m.view(1, 1, 32, 32)
+                p_del = model(x[i:i + 1] * (1 - m) + base[i:i + 1] * m).softmax(1)[0, targets[i]]
+                p_ins = model(base[i:i + 1] * (1 - m) + x[i:i + 1] * m).softmax(1)[0, targets[i]]
+                torch.testing.assert_close(batched["deletion_curve"][i, k], p_del, atol=1e-5, rtol=1e-4)
+                torch.testing.assert_close(batched["insertion_curve"][i, k], p_ins, atol=1e-5, rtol=1e-4)
+    one_step = deletion_insertion(model, x, maps, targets, steps=1, baseline="blur")  # end points only
+    torch.testing.assert_close(one_step["deletion_curve"], batched["deletion_curve"][:, [0, -1]], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(one_step["insertion_curve"], batched["deletion_curve"][:, [-1, 0]], atol=1e-5,
+                               rtol=1e-4)
 
 
 def test_step_masks_from_one_ranking():
@@ -123,6 +134,25 @@ def test_ssim_hand_values_and_gradient():
     assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
     with pytest.raises(TrixaiError, match="one shape"):
         ssim(a, torch.zeros(1, 8, 8))
+
+
+def test_ssim_window_is_configurable():
+    x = torch.rand(2, 9, 9, generator=torch.Generator().manual_seed(0))
+    y = torch.rand(2, 9, 9, generator=torch.Generator().manual_seed(1))
+    c1, c2 = K1**2, K2**2
+    # a 1 x 1 window: zero local variances, so SSIM is the mean per-pixel luminance term.
+    pixelwise = ((2 * x * y + c1) / (x**2 + y**2 + c1)).flatten(1).mean(dim=1)
+    torch.testing.assert_close(ssim(x, y, window_size=1), pixelwise)
+    # a window as large as the map with a huge sigma is the global (uniform-window) SSIM.
+    mx, my = x.mean(dim=(1, 2)), y.mean(dim=(1, 2))
+    vx, vy = x.var(dim=(1, 2), unbiased=False), y.var(dim=(1, 2), unbiased=False)
+    cov = ((x - mx[:, None, None]) * (y - my[:, None, None])).mean(dim=(1, 2))
+    expected = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    torch.testing.assert_close(ssim(x, y, window_size=9, window_sigma=1e6), expected)
+    assert not torch.allclose(ssim(x, y, window_size=3), ssim(x, y))
+    for bad in ({"window_size": 4}, {"window_size": 0}, {"window_sigma": 0.0}):
+        with pytest.raises(TrixaiError, match="window"):
+            ssim(x, y, **bad)
 
 
 def test_spearman_matches_scipy_with_ties():

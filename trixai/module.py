@@ -21,7 +21,9 @@ class TrixModule(L.LightningModule):
 
     Metrics are logged as ``{stage}/{name}`` (clean) and ``{stage}/rob_{name}`` (under ``eval_attack``).
     ``meta`` (the model.json content) is stored in every checkpoint so a ``.ckpt`` alone rebuilds the model.
-    ``clean_warmup_epochs``: train with the standard objective for that many epochs before ``objective``.
+    ``clean_warmup_epochs``: train with the standard objective for that many epochs before ``objective``;
+    ``warmup_class_weights``: whether that warm-up uses ``class_weights`` too (``objective`` always does).
+    ``channels_last``: model and image batches in that memory format (faster convolutions on CPU and GPU).
     ``cam_ssim_layer``: also log ``{stage}/cam_ssim``, the SSIM between Grad-CAM maps of clean and attacked
     images at that layer (same per-sample target: the label, or the top prediction for multi-label).
     """
@@ -30,11 +32,13 @@ class TrixModule(L.LightningModule):
                  eval_attack: Attack | None = None, optimizer: Callable[..., Optimizer],
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
                  class_weights: Tensor | None = None, robust_eval: bool = True,
-                 clean_warmup_epochs: int = 0, cam_ssim_layer: str | None = None) -> None:
+                 clean_warmup_epochs: int = 0, warmup_class_weights: bool = True, cam_ssim_layer: str | None = None,
+                 channels_last: bool = False) -> None:
         super().__init__()
         objective.check(attack)
         self.model, self.objective, self.warmup_objective = model, objective, Standard()
-        self.clean_warmup_epochs = int(clean_warmup_epochs)
+        self.clean_warmup_epochs, self.warmup_class_weights = int(clean_warmup_epochs), bool(warmup_class_weights)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.cam_ssim_layer = cam_ssim_layer
         self.attack, self.eval_attack = attack, eval_attack if robust_eval else None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -62,13 +66,22 @@ class TrixModule(L.LightningModule):
             target = target.masked_fill(batch["label_mask"] == 0, IGNORE_INDEX)
         return target
 
+    def setup(self, stage: str) -> None:
+        # before the strategy wraps the model (DDP) and the optimiser is built
+        self.model.to(memory_format=self.memory_format)
+
+    def _images(self, batch: dict) -> Tensor:
+        return batch["image"].contiguous(memory_format=self.memory_format)
+
     def on_train_epoch_start(self) -> None:
         self.objective.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        objective = self.warmup_objective if self.current_epoch < self.clean_warmup_epochs else self.objective
-        out = objective(self.model, batch["image"], batch["target"], attack=self.attack,
-                        weight=self.class_weights, label_mask=batch.get("label_mask"))
+        warmup = self.current_epoch < self.clean_warmup_epochs
+        objective = self.warmup_objective if warmup else self.objective
+        weight = self.class_weights if self.warmup_class_weights or not warmup else None
+        out = objective(self.model, self._images(batch), batch["target"], attack=self.attack, weight=weight,
+                        label_mask=batch.get("label_mask"))
         if not torch.isfinite(out.loss):
             terms = ", ".join(f"{k}={v.item():.4g}" for k, v in out.terms.items())
             raise TrixaiError(
@@ -86,7 +99,7 @@ class TrixModule(L.LightningModule):
         clean, robust = (self.val_metrics, self.val_robust) if stage == "val" else (self.test_metrics, self.test_robust)
         if torch.is_inference_mode_enabled():
             raise TrixaiError("robust metrics need gradients: set trainer.inference_mode=false")
-        x, target = batch["image"], self._metric_target(batch)
+        x, target = self._images(batch), self._metric_target(batch)
         clean.update(self._scores(self.model(x)), target)
         self.log_dict(clean, batch_size=len(x))
         if self.eval_attack is not None:

@@ -12,7 +12,7 @@ from trixai.errors import TrixaiError
 from trixai.robust.attacks import PGD, Attack, frozen_eval, gradient_ascent
 from trixai.robust.losses import classification_loss, is_multilabel, output_divergence
 from trixai.xai.gradcam import CamResult, grad_cam
-from trixai.xai.metrics.stability import ssim
+from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, ssim
 
 
 @dataclass
@@ -105,8 +105,8 @@ def trades_adversary(model: nn.Module, x: Tensor, attack: PGD, *, multilabel: bo
         )
 
 
-def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, *,
-             create_graph: bool = False) -> tuple[Tensor, CamResult, CamResult]:
+def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, *, create_graph: bool = False,
+             window_size: int = WINDOW_SIZE, window_sigma: float = WINDOW_SIGMA) -> tuple[Tensor, CamResult, CamResult]:
     """Per-sample SSIM between the Grad-CAMs of ``x`` and ``x_adv`` at ``layer``, for the same targets.
 
     Target: the label (multiclass) or the top predicted label of ``x`` (multi-label). With ``create_graph``
@@ -115,7 +115,8 @@ def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, 
     target = None if is_multilabel(y) else y
     clean = grad_cam(model, x, target, layer, create_graph=create_graph)
     adv = grad_cam(model, x_adv, clean.targets, layer, create_graph=create_graph)
-    return ssim(clean.maps[layer], adv.maps[layer]), clean, adv
+    similarity = ssim(clean.maps[layer], adv.maps[layer], window_size=window_size, window_sigma=window_sigma)
+    return similarity, clean, adv
 
 
 @dataclass
@@ -128,6 +129,8 @@ class TriObjective(TRADES):
     Target per sample: the label (multiclass) or the top predicted label (multi-label). ``warmup_epochs``
     keeps lambda_expl at 0 for that many epochs, then ramps it linearly over ``ramp_epochs``.
     ``adversary``: ``trades`` (the TRADES example) or ``attack`` (a separate example from the attack group).
+    ``ssim_window``/``ssim_sigma``: the SSIM Gaussian window of the training term (validation and test
+    ``cam_ssim`` keep the standard 11 x 11, sigma 1.5 window so that runs stay comparable).
     """
 
     lambda_expl: float = 0.3
@@ -135,11 +138,16 @@ class TriObjective(TRADES):
     warmup_epochs: int = 0
     ramp_epochs: int = 0
     adversary: str = "trades"
+    ssim_window: int = WINDOW_SIZE
+    ssim_sigma: float = WINDOW_SIGMA
     name = "tri_objective"
 
     def __post_init__(self) -> None:
         if self.adversary not in ("trades", "attack"):
             raise TrixaiError(f"objective.adversary={self.adversary!r} is not one of ['trades', 'attack']")
+        if self.ssim_window < 1 or self.ssim_window % 2 == 0 or self.ssim_sigma <= 0:
+            raise TrixaiError(f"objective.ssim_window must be odd and >= 1 and objective.ssim_sigma > 0 "
+                              f"(got {self.ssim_window}, {self.ssim_sigma})")
 
     def current_lambda(self) -> float:
         if self.epoch < self.warmup_epochs:
@@ -153,7 +161,8 @@ class TriObjective(TRADES):
         multilabel = is_multilabel(y)
         x_adv = trades_adversary(model, x, attack, multilabel=multilabel)
         x_expl = x_adv if self.adversary == "trades" else attack(model, x, y)
-        similarity, clean, adv = cam_ssim(model, x, x_expl, y, self.cam_layer, create_graph=True)
+        similarity, clean, adv = cam_ssim(model, x, x_expl, y, self.cam_layer, create_graph=True,
+                                          window_size=self.ssim_window, window_sigma=self.ssim_sigma)
         logits = clean.logits
         logits_adv = adv.logits if x_expl is x_adv else model(x_adv)
         ce = classification_loss(logits, y, weight=weight, label_mask=label_mask)

@@ -1,10 +1,13 @@
-"""``trixai-report dir=<multirun dir | run dir | [dirs]>``: one table of every run, seed statistics, Pareto fronts.
+"""``trixai-report dir=<multirun dir | run dir | [dirs]>``: one table of every run, seed statistics, Pareto fronts,
+and the accuracy-vs-explanation-stability trade-off.
 
 A run directory is any directory holding ``metrics.json`` (written by ``trixai-train``); ``model.json``,
 ``profile.json``, ``robustness.json`` and ``explanations.json`` next to it add columns when present.
 Outputs in the report's run dir: ``report.csv`` (one row per run, every numeric field), ``report.md``
 (main columns, plus mean ± std over seeds when a configuration ran with several seeds), ``summary.csv``
-(the seed statistics) and ``pareto_*.png``; the table and figures also go to W&B (one run per sweep group).
+(the seed statistics), ``pareto_*.png`` and ``tradeoff_accuracy_vs_stability.png`` (one point per configuration,
+labelled by the overrides that vary between runs, e.g. ``objective.lambda_expl``); the table and figures also go
+to W&B (one run per sweep group).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "metrics.json"
 #: Identity columns (text) in the order they are shown.
-ID_COLUMNS = ("sweep", "run", "model", "objective", "seed", "resolution")
+ID_COLUMNS = ("sweep", "run", "model", "objective", "varied", "seed", "resolution")
 #: Overrides that vary between repeats of one configuration (ignored when grouping runs for mean ± std).
 REPEAT_KEYS = ("seed",)
 
@@ -186,6 +189,15 @@ def latency_column(rows: Sequence[dict]) -> str | None:
     return keys[0] if keys else None
 
 
+def label_varied_overrides(rows: Sequence[dict]) -> None:
+    """Set each row's ``varied``: its overrides (seed excluded) whose value is not the same in every run."""
+    parsed = [dict(o.split("=", 1) for o in row["group_key"].split() if "=" in o) for row in rows]
+    keys = dict.fromkeys(k for overrides in parsed for k in overrides)
+    varied = [k for k in keys if len({overrides.get(k) for overrides in parsed}) > 1]
+    for row, overrides in zip(rows, parsed, strict=True):
+        row["varied"] = " ".join(f"{k}={overrides[k]}" for k in varied if k in overrides)
+
+
 def seed_summary(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
     """Mean, std (sample, n-1) and n per configuration: runs whose overrides differ only in the seed."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -194,7 +206,7 @@ def seed_summary(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
     summary = []
     for (sweep, _), members in groups.items():
         entry = {"sweep": sweep, "model": members[0]["model"], "objective": members[0]["objective"],
-                 "config": members[0]["group_key"], "n": len(members),
+                 "varied": members[0].get("varied", ""), "config": members[0]["group_key"], "n": len(members),
                  "seeds": ",".join(str(m["seed"]) for m in members)}
         for column in columns:
             values = [m[column] for m in members if isinstance(m.get(column), float) and math.isfinite(m[column])]
@@ -251,6 +263,46 @@ def plot_pareto(rows: Sequence[dict], cost: str, value: str, path: Path, *, cost
     ax.set_ylabel(value_label)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="objective (mean ± std over seeds)", title_fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def sweep_order(label: str) -> tuple:
+    """Order trade-off points by the value of a single varied override when it is numeric, else by label."""
+    values = [part.split("=", 1)[1] for part in label.split()]
+    try:
+        return (0, *(float(v) for v in values))
+    except ValueError:
+        return (1, label)
+
+
+def plot_tradeoff(rows: Sequence[dict], stability: str, accuracies: Sequence[str], path: Path) -> Path | None:
+    """Accuracy metrics (y) against explanation stability (x), one point per configuration (mean, std bars
+    over seeds) labelled by its varied overrides and joined in the order of their values: the trade-off curve."""
+    points = [row for row in rows if row.get(f"{stability} mean") is not None]
+    if len(points) < 2:
+        log.warning("fewer than two configurations have %s: %s not written", stability, path.name)
+        return None
+    points.sort(key=lambda row: sweep_order(row.get("varied") or row["config"]))
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for k, metric in enumerate(accuracies):
+        series = [row for row in points if row.get(f"{metric} mean") is not None]
+        if not series:
+            continue
+        xs, ys = [row[f"{stability} mean"] for row in series], [row[f"{metric} mean"] for row in series]
+        ax.errorbar(xs, ys, xerr=[row[f"{stability} std"] or 0.0 for row in series],
+                    yerr=[row[f"{metric} std"] or 0.0 for row in series], fmt="-o", color=f"C{k}",
+                    ecolor="lightgray", capsize=3, label=metric)
+        for row, x, y in zip(series, xs, ys, strict=True):
+            label = row.get("varied") or f"{row['model']} {row['objective']}"
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(f"explanation stability ({stability})")
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="mean ± std over seeds", title_fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -317,6 +369,7 @@ def build_report(cfg: DictConfig) -> dict:
         raise TrixaiError("dir= is required: a multirun dir, a run dir, or a list dir=[a,b] of them")
     roots = [Path(d).expanduser() for d in dirs]
     rows = [read_run(run, roots) for run in find_run_dirs(roots)]
+    label_varied_overrides(rows)
     out_dir = Path(cfg.out_dir)
     main, keys = _main_columns(rows, cfg)
     numeric = sorted({k for row in rows for k, v in row.items() if isinstance(v, float)} - set(ID_COLUMNS))
@@ -324,7 +377,7 @@ def build_report(cfg: DictConfig) -> dict:
     summary = seed_summary(rows, numeric)
 
     atomic_write_text(out_dir / "report.csv", csv_text(rows, all_columns))
-    summary_columns = ["sweep", "model", "objective", "config", "n", "seeds",
+    summary_columns = ["sweep", "model", "objective", "varied", "config", "n", "seeds",
                        *(f"{c} {s}" for c in numeric for s in ("mean", "std"))]
     atomic_write_text(out_dir / "summary.csv", csv_text(summary, summary_columns))
 
@@ -343,15 +396,20 @@ def build_report(cfg: DictConfig) -> dict:
                               value_label=str(value_label), cost_scale=scale)
         if written is not None:
             figures[name] = written
+    if keys["stability"] is not None:
+        accuracies = [k for k in (keys["clean"], keys["robust"]) if k is not None]
+        written = plot_tradeoff(summary, keys["stability"], accuracies, out_dir / "tradeoff_accuracy_vs_stability.png")
+        if written is not None:
+            figures["tradeoff_accuracy_vs_stability.png"] = written
 
     markdown = ["# trixai report", "", f"{len(rows)} runs from {', '.join(str(r) for r in roots)}.", "",
                 markdown_table(rows, [*ID_COLUMNS, *main])]
     if any(entry["n"] > 1 for entry in summary):
-        stat_columns = ["sweep", "model", "objective", "n"]
+        stat_columns = ["sweep", "model", "objective", "varied", "n"]
         markdown += ["## Mean ± std over seeds", "",
                      markdown_table([_mean_std_row(entry, main) for entry in summary], [*stat_columns, *main])]
     if figures:
-        markdown += ["## Pareto fronts", "", *(f"![{name}]({name})" for name in figures), ""]
+        markdown += ["## Figures", "", *(f"![{name}]({name})" for name in figures), ""]
     atomic_write_text(out_dir / "report.md", "\n".join(markdown))
     if cfg.wandb.mode != "disabled":
         log_to_wandb(rows, [*ID_COLUMNS, *main], figures, cfg)
@@ -363,7 +421,7 @@ def build_report(cfg: DictConfig) -> dict:
 
 
 def _mean_std_row(entry: dict, columns: Sequence[str]) -> dict:
-    row = {k: entry[k] for k in ("sweep", "model", "objective", "n")}
+    row = {k: entry[k] for k in ("sweep", "model", "objective", "varied", "n")}
     for column in columns:
         mean, std = entry.get(f"{column} mean"), entry.get(f"{column} std")
         row[column] = None if mean is None else f"{mean!r} ± {(std or 0.0)!r}"

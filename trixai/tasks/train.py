@@ -35,7 +35,8 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         eval_attack=instantiate(cfg.eval_attack) if cfg.eval_attack else None,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
         class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
-        clean_warmup_epochs=cfg.clean_warmup_epochs, cam_ssim_layer=cfg.cam_ssim_eval,
+        clean_warmup_epochs=cfg.clean_warmup_epochs, warmup_class_weights=cfg.warmup_class_weighting,
+        cam_ssim_layer=cfg.cam_ssim_eval, channels_last=cfg.channels_last,
     )
 
 

@@ -3,7 +3,7 @@
 Deletion removes the most salient pixels first (replacing them by a baseline image) and integrates the
 target probability over the removed fraction (lower = more faithful); insertion starts from the baseline
 and adds the most salient pixels first (higher = more faithful). All step images come from one ranking per
-sample and run through the model in batches.
+sample and run through the model in batches; the two paths share their end points (the image and the baseline).
 """
 
 from __future__ import annotations
@@ -64,18 +64,34 @@ def step_masks(maps: Tensor, steps: int) -> Tensor:
     return (rank[:, None, :] < counts[None, :, None]).view(n, steps + 1, h, w)
 
 
-def _probabilities_along(model: nn.Module, start: Tensor, end: Tensor, masks: Tensor, targets: Tensor, task: str,
-                         batch_size: int) -> Tensor:
-    """Target probability for every step image ``start * (1 - m) + end * m``; returns (N, steps + 1)."""
+def _step_probabilities(model: nn.Module, x: Tensor, base: Tensor, masks: Tensor, targets: Tensor, task: str,
+                        batch_size: int) -> tuple[Tensor, Tensor]:
+    """Target probabilities along the deletion and insertion paths; returns two (N, steps + 1) tensors.
+
+    Deletion step k shows ``x`` with ``masks[:, k]`` replaced by ``base``; insertion step k shows ``base`` with
+    ``masks[:, k]`` taken from ``x``. The paths share their end points (``x`` and ``base``), which run once; the
+    inner steps of both paths stream through the model together in batches of ``batch_size``.
+    """
     n, k = masks.shape[:2]
-    flat_masks = masks.flatten(0, 1)  # (N * K, H, W): sample i's step j at row i * K + j
-    probs = torch.empty(n * k, device=start.device)
-    for begin in range(0, n * k, batch_size):
-        rows = torch.arange(begin, min(begin + batch_size, n * k), device=start.device)
-        sample = rows // k
-        m = flat_masks[rows].unsqueeze(1).to(start.dtype)
-        probs[rows] = class_probability(model(start[sample] * (1 - m) + end[sample] * m), targets[sample], task)
-    return probs.view(n, k)
+    inner = masks[:, 1:-1].flatten(0, 1)  # (N * (K - 2), H, W): sample i's step j + 1 at row i * (K - 2) + j
+    rows_per_path = inner.shape[0]
+    probs = torch.empty(2 * n + 2 * rows_per_path, device=x.device)
+    ends = torch.cat([x, base])
+    for begin in range(0, 2 * n, batch_size):
+        rows = torch.arange(begin, min(begin + batch_size, 2 * n), device=x.device)
+        probs[rows] = class_probability(model(ends[rows]), targets[rows % n], task)
+    for begin in range(0, 2 * rows_per_path, batch_size):
+        rows = torch.arange(begin, min(begin + batch_size, 2 * rows_per_path), device=x.device)
+        insertion = rows >= rows_per_path  # the deletion path first, then the insertion path
+        step = rows - insertion.long() * rows_per_path
+        sample = step // (k - 2)
+        m = inner[step].unsqueeze(1).to(x.dtype)
+        start = torch.where(insertion.view(-1, 1, 1, 1), base[sample], x[sample])
+        end = torch.where(insertion.view(-1, 1, 1, 1), x[sample], base[sample])
+        probs[2 * n + rows] = class_probability(model(start * (1 - m) + end * m), targets[sample], task)
+    p_x, p_base = probs[:n, None], probs[n:2 * n, None]
+    deletion_inner, insertion_inner = probs[2 * n:].view(2, n, k - 2)
+    return torch.cat([p_x, deletion_inner, p_base], dim=1), torch.cat([p_base, insertion_inner, p_x], dim=1)
 
 
 def trapezoid_auc(curve: Tensor) -> Tensor:
@@ -94,8 +110,7 @@ def deletion_insertion(
     masks = step_masks(maps, steps)
     base = make_baseline(x, baseline, blur_sigma=blur_sigma)
     with frozen_eval(model), torch.no_grad():
-        deletion = _probabilities_along(model, x, base, masks, targets, task, batch_size)
-        insertion = _probabilities_along(model, base, x, masks, targets, task, batch_size)
+        deletion, insertion = _step_probabilities(model, x, base, masks, targets, task, batch_size)
     return {"deletion_curve": deletion, "insertion_curve": insertion,
             "deletion_auc": trapezoid_auc(deletion), "insertion_auc": trapezoid_auc(insertion)}
 

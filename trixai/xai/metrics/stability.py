@@ -1,8 +1,9 @@
 """Stability of explanations: SSIM (differentiable, usable as a loss) and Spearman rank correlation.
 
-SSIM (Wang et al. 2004) with a pinned window: Gaussian, 11 x 11, sigma 1.5, data range 1, K1 = 0.01,
-K2 = 0.03, population (biased) local statistics, valid convolution (no padding); the window shrinks to the
-largest odd size that fits maps smaller than 11 pixels.
+SSIM (Wang et al. 2004) with the standard window by default: Gaussian, 11 x 11, sigma 1.5, data range 1,
+K1 = 0.01, K2 = 0.03, population (biased) local statistics, valid convolution (no padding); the window
+shrinks to the largest odd size that fits maps smaller than the window. Evaluation metrics keep the default
+window; a training loss may choose another.
 """
 
 from __future__ import annotations
@@ -28,17 +29,24 @@ def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA, *, dev
     return g[:, None] * g[None, :]
 
 
-def ssim(a: Tensor, b: Tensor, *, data_range: float = DATA_RANGE) -> Tensor:
-    """Mean SSIM per sample of (N, H, W) or (N, 1, H, W) maps; differentiable w.r.t. both inputs."""
+def ssim(a: Tensor, b: Tensor, *, data_range: float = DATA_RANGE, window_size: int = WINDOW_SIZE,
+         window_sigma: float = WINDOW_SIGMA) -> Tensor:
+    """Mean SSIM per sample of (N, H, W) or (N, 1, H, W) maps; differentiable w.r.t. both inputs.
+
+    ``window_size`` (odd, >= 1) and ``window_sigma`` (> 0) set the Gaussian window.
+    """
+    if window_size < 1 or window_size % 2 == 0 or window_sigma <= 0:
+        raise TrixaiError(f"ssim window_size must be odd and >= 1 and window_sigma > 0 "
+                          f"(got {window_size}, {window_sigma})")
     if a.shape != b.shape:
         raise TrixaiError(f"ssim needs maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() == 3:
         a, b = a.unsqueeze(1), b.unsqueeze(1)
     if a.dim() != 4 or a.shape[1] != 1:
         raise TrixaiError(f"ssim takes (N, H, W) or (N, 1, H, W) maps, got {tuple(a.shape)}")
-    size = min(WINDOW_SIZE, *a.shape[-2:])
+    size = min(window_size, *a.shape[-2:])
     size -= 1 - size % 2
-    window = gaussian_window(size, device=a.device, dtype=a.dtype).view(1, 1, size, size)
+    window = gaussian_window(size, window_sigma, device=a.device, dtype=a.dtype).view(1, 1, size, size)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
     # (co)variances are shift-invariant: take them of per-map centred inputs to limit float cancellation
