@@ -50,7 +50,9 @@ def test_batched_steps_equal_a_per_image_loop():
     model = create_model("test_resnet", 3, resolution=32).eval()
     x, maps = torch.rand(3, 3, 32, 32), torch.rand(3, 32, 32)
     targets = torch.tensor([0, 2, 1])
-    batched = deletion_insertion(model, x, maps, targets, steps=5, baseline="blur", batch_size=7)
+    batched = deletion_insertion(model, x, maps, targets, steps=5, baseline="blur", batch_size=7)  # channels_last
+    conv = model.backbone.conv1[0].weight  # 3 x 3
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)  # layout restored
     base = make_baseline(x, "blur")
     with torch.no_grad():
         for i in range(3):  # reference: every step image composed and run on its own

@@ -10,7 +10,6 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 
 from trixai.errors import TrixaiError
 from trixai.robust import masking
-from trixai.robust.attacks import PGD, AutoAttack, frozen_eval
+from trixai.robust.attacks import PGD, AutoAttack, frozen_eval, memory_format
 from trixai.robust.attacks.margins import is_fooled
 from trixai.robust.losses import classification_loss
 from trixai.robust.partial import PartialResults
@@ -78,18 +77,6 @@ def model_fingerprint(model: nn.Module) -> str:
 def _settings_key(name: str, settings: dict) -> str:
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return f"{name}_{hashlib.sha256(blob).hexdigest()[:12]}"
-
-
-@contextmanager
-def _memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
-    if not channels_last:
-        yield
-        return
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        model.to(memory_format=torch.contiguous_format)
 
 
 def _sync(device: torch.device) -> None:
@@ -214,7 +201,7 @@ def evaluate_robustness(
     partial = PartialResults(partial_dir, fingerprint)
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar, frozen_eval(model), _memory_format(model, channels_last):
+    with Progress(*columns, disable=not progress) as bar, frozen_eval(model), memory_format(model, channels_last):
         model.to(device)
         runner = _Runner(model, loader, device=device, partial=partial, progress=bar, max_points=max_points,
                          seed=seed, channels_last=channels_last)

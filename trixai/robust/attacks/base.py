@@ -32,6 +32,19 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             param.requires_grad_(flag)
 
 
+@contextmanager
+def memory_format(model: nn.Module, channels_last: bool) -> Iterator[nn.Module]:
+    """The model's 4-D parameters in channels_last inside (faster convolutions); their layout restored after."""
+    saved = [(param, param.data) for param in model.parameters() if param.dim() == 4] if channels_last else []
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        for param, data in saved:
+            param.data = data
+
+
 @dataclass
 class Attack(ABC):
     """An adversary: ``attack(model, x, y)`` returns ``x_adv`` with ``x_adv`` in [0, 1] and the threat model.

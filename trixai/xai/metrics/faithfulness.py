@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trixai.errors import TrixaiError
-from trixai.robust.attacks.base import frozen_eval
+from trixai.robust.attacks.base import frozen_eval, memory_format
 
 BASELINES = ("blur", "constant")
 
@@ -65,12 +65,12 @@ def step_masks(maps: Tensor, steps: int) -> Tensor:
 
 
 def _step_probabilities(model: nn.Module, x: Tensor, base: Tensor, masks: Tensor, targets: Tensor, task: str,
-                        batch_size: int) -> tuple[Tensor, Tensor]:
+                        batch_size: int, layout: torch.memory_format) -> tuple[Tensor, Tensor]:
     """Target probabilities along the deletion and insertion paths; returns two (N, steps + 1) tensors.
 
     Deletion step k shows ``x`` with ``masks[:, k]`` replaced by ``base``; insertion step k shows ``base`` with
     ``masks[:, k]`` taken from ``x``. The paths share their end points (``x`` and ``base``), which run once; the
-    inner steps of both paths stream through the model together in batches of ``batch_size``.
+    inner steps of both paths stream through the model together in batches of ``batch_size`` (in ``layout``).
     """
     n, k = masks.shape[:2]
     inner = masks[:, 1:-1].flatten(0, 1)  # (N * (K - 2), H, W): sample i's step j + 1 at row i * (K - 2) + j
@@ -79,7 +79,7 @@ def _step_probabilities(model: nn.Module, x: Tensor, base: Tensor, masks: Tensor
     ends = torch.cat([x, base])
     for begin in range(0, 2 * n, batch_size):
         rows = torch.arange(begin, min(begin + batch_size, 2 * n), device=x.device)
-        probs[rows] = class_probability(model(ends[rows]), targets[rows % n], task)
+        probs[rows] = class_probability(model(ends[rows].contiguous(memory_format=layout)), targets[rows % n], task)
     for begin in range(0, 2 * rows_per_path, batch_size):
         rows = torch.arange(begin, min(begin + batch_size, 2 * rows_per_path), device=x.device)
         insertion = rows >= rows_per_path  # the deletion path first, then the insertion path
@@ -88,7 +88,8 @@ def _step_probabilities(model: nn.Module, x: Tensor, base: Tensor, masks: Tensor
         m = inner[step].unsqueeze(1).to(x.dtype)
         start = torch.where(insertion.view(-1, 1, 1, 1), base[sample], x[sample])
         end = torch.where(insertion.view(-1, 1, 1, 1), x[sample], base[sample])
-        probs[2 * n + rows] = class_probability(model(start * (1 - m) + end * m), targets[sample], task)
+        images = (start * (1 - m) + end * m).contiguous(memory_format=layout)
+        probs[2 * n + rows] = class_probability(model(images), targets[sample], task)
     p_x, p_base = probs[:n, None], probs[n:2 * n, None]
     deletion_inner, insertion_inner = probs[2 * n:].view(2, n, k - 2)
     return torch.cat([p_x, deletion_inner, p_base], dim=1), torch.cat([p_base, insertion_inner, p_x], dim=1)
@@ -102,15 +103,20 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
 @torch.no_grad()
 def deletion_insertion(
     model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, *, steps: int = 20, baseline: str = "blur",
-    blur_sigma: float = 5.0, task: str = "multiclass", batch_size: int = 256,
+    blur_sigma: float = 5.0, task: str = "multiclass", batch_size: int = 256, channels_last: bool = True,
 ) -> dict[str, Tensor]:
-    """Deletion and insertion curves (N, steps + 1) and AUCs (N,) for saliency ``maps`` (N, H, W)."""
+    """Deletion and insertion curves (N, steps + 1) and AUCs (N,) for saliency ``maps`` (N, H, W).
+
+    ``channels_last``: run the step images and the model's weights in that memory format (faster convolutions;
+    the model's layout is restored afterwards).
+    """
     if maps.shape != (x.shape[0], *x.shape[-2:]):
         raise TrixaiError(f"maps {tuple(maps.shape)} must be (N, H, W) at the image size {tuple(x.shape)}")
     masks = step_masks(maps, steps)
     base = make_baseline(x, baseline, blur_sigma=blur_sigma)
-    with frozen_eval(model), torch.no_grad():
-        deletion, insertion = _step_probabilities(model, x, base, masks, targets, task, batch_size)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    with frozen_eval(model), memory_format(model, channels_last), torch.no_grad():
+        deletion, insertion = _step_probabilities(model, x, base, masks, targets, task, batch_size, layout)
     return {"deletion_curve": deletion, "insertion_curve": insertion,
             "deletion_auc": trapezoid_auc(deletion), "insertion_auc": trapezoid_auc(insertion)}
 
