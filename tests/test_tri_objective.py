@@ -9,7 +9,7 @@ from helpers import tiny_timm
 
 from trixai.errors import TrixaiError
 from trixai.robust.attacks import PGD
-from trixai.robust.objectives import TriObjective, cam_ssim, trades_adversary
+from trixai.robust.objectives import TRADES, TriObjective, cam_ssim, trades_adversary
 from trixai.tasks.train import train
 
 LAMBDA = 0.7
@@ -80,6 +80,24 @@ def test_explanation_term_uses_the_configured_ssim_window():
     assert terms[11] != terms[3]
     with pytest.raises(TrixaiError, match="ssim_window"):
         TriObjective(ssim_window=4)
+
+
+def test_lambda_zero_is_trades():
+    """The ablation's lambda_expl = 0 job is TRADES: same loss and parameter gradients (train mode, float64)."""
+    model = tiny_timm(num_classes=3).double().train()
+    x, y = torch.rand(4, 3, 32, 32, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    attack = PGD(eps=16 / 255, alpha=4 / 255, steps=3)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    results = []
+    for objective in (TRADES(beta=3.0), TriObjective(beta=3.0, lambda_expl=0.0)):
+        model.load_state_dict(state)  # the same BatchNorm statistics for both
+        torch.manual_seed(2)
+        out = objective(model, x, y, attack=attack)
+        results.append((out.loss, torch.autograd.grad(out.loss, list(model.parameters()))))
+    (trades_loss, trades_grads), (tri_loss, tri_grads) = results
+    torch.testing.assert_close(tri_loss, trades_loss)
+    for tri, trades in zip(tri_grads, trades_grads, strict=True):
+        torch.testing.assert_close(tri, trades)
 
 
 def test_lambda_warmup_and_ramp():
