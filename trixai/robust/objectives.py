@@ -12,7 +12,7 @@ from trixai.errors import TrixaiError
 from trixai.robust.attacks import PGD, Attack, frozen_eval, gradient_ascent
 from trixai.robust.losses import classification_loss, is_multilabel, output_divergence
 from trixai.xai.gradcam import CamResult, grad_cam
-from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, ssim
+from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, check_window, ssim
 
 
 @dataclass
@@ -145,9 +145,7 @@ class TriObjective(TRADES):
     def __post_init__(self) -> None:
         if self.adversary not in ("trades", "attack"):
             raise TrixaiError(f"objective.adversary={self.adversary!r} is not one of ['trades', 'attack']")
-        if self.ssim_window < 1 or self.ssim_window % 2 == 0 or self.ssim_sigma <= 0:
-            raise TrixaiError(f"objective.ssim_window must be odd and >= 1 and objective.ssim_sigma > 0 "
-                              f"(got {self.ssim_window}, {self.ssim_sigma})")
+        check_window(self.ssim_window, self.ssim_sigma, names=("objective.ssim_window", "objective.ssim_sigma"))
 
     def current_lambda(self) -> float:
         if self.epoch < self.warmup_epochs:

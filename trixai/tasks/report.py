@@ -228,6 +228,14 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_pareto(rows: Sequence[dict], cost: str, value: str, path: Path, *, cost_label: str, value_label: str,
                 cost_scale: float = 1.0) -> Path | None:
     """Scatter of ``value`` vs ``cost`` per configuration (mean, std bars over seeds), one colour per objective,
@@ -263,11 +271,7 @@ def plot_pareto(rows: Sequence[dict], cost: str, value: str, path: Path, *, cost
     ax.set_ylabel(value_label)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="objective (mean ± std over seeds)", title_fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sweep_order(label: str) -> tuple:
@@ -303,11 +307,7 @@ def plot_tradeoff(rows: Sequence[dict], stability: str, accuracies: Sequence[str
     ax.set_ylabel("accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, title="mean ± std over seeds", title_fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _fmt(value: object) -> str:

@@ -29,15 +29,19 @@ def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA, *, dev
     return g[:, None] * g[None, :]
 
 
+def check_window(size: int, sigma: float, *, names: tuple[str, str] = ("window_size", "window_sigma")) -> None:
+    """Raise unless the Gaussian window is usable: ``size`` odd and >= 1, ``sigma`` > 0 (``names`` for the message)."""
+    if size < 1 or size % 2 == 0 or sigma <= 0:
+        raise TrixaiError(f"{names[0]} must be odd and >= 1 and {names[1]} > 0 (got {size}, {sigma})")
+
+
 def ssim(a: Tensor, b: Tensor, *, data_range: float = DATA_RANGE, window_size: int = WINDOW_SIZE,
          window_sigma: float = WINDOW_SIGMA) -> Tensor:
     """Mean SSIM per sample of (N, H, W) or (N, 1, H, W) maps; differentiable w.r.t. both inputs.
 
     ``window_size`` (odd, >= 1) and ``window_sigma`` (> 0) set the Gaussian window.
     """
-    if window_size < 1 or window_size % 2 == 0 or window_sigma <= 0:
-        raise TrixaiError(f"ssim window_size must be odd and >= 1 and window_sigma > 0 "
-                          f"(got {window_size}, {window_sigma})")
+    check_window(window_size, window_sigma, names=("ssim window_size", "window_sigma"))
     if a.shape != b.shape:
         raise TrixaiError(f"ssim needs maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() == 3:
