@@ -9,6 +9,7 @@ counts and assembles :class:`ArrayDataset` views onto the cached array.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ class BoxMasks:
         return rasterise_boxes(self.boxes[i], self.num_labels, self.size)
 
 
-class FileSource:
+class FileSource(ABC):
     """Base of the datasets read from image files; subclasses implement ``class_names``, ``task`` and ``tables``."""
 
     name = ""
@@ -114,11 +115,13 @@ class FileSource:
         self.decode_workers, self.skip_bad_files = int(decode_workers), bool(skip_bad_files)
         self.dicom_window = None if dicom_window is None else [float(v) for v in dicom_window]
 
+    @abstractmethod
     def class_names(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """Class (or finding) names in label order."""
 
+    @abstractmethod
     def tables(self) -> dict[str, SplitTable]:
-        raise NotImplementedError
+        """One table per split (image paths, targets, ...) read from the dataset's official layout."""
 
     def info(self) -> DataInfo:
         return DataInfo(self.name, tuple(self.class_names()), self.task, self.channels, self.image_size)
