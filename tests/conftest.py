@@ -30,7 +30,6 @@ TINY = [
     "trainer.log_every_n_steps=1",
     "+trainer.limit_train_batches=2",
     "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
     "logger=csv",
     "profile.batch_sizes=[1,2]", "profile.train_batch=2", "profile.warmup=0", "profile.repeats=1",
     "robustness.attacks=[clean,fgsm]", "robustness.masking.points=4", "robustness.masking.steps=2",

@@ -13,7 +13,7 @@ import pytest
 BIN = Path(sys.executable).parent
 FAST = ["model.resolution=32", "dataset.n_train=40", "dataset.n_val=14", "dataset.n_test=14",
         "dataset.min_per_class=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
-        "~callbacks.progress_bar", "attack.steps=1", "data.batch_size=8"]
+        "attack.steps=1", "data.batch_size=8"]
 
 
 def run(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -64,3 +64,24 @@ def test_multirun_gives_one_run_per_value(tmp_path):
 @pytest.mark.parametrize("script", ["trixai-eval", "trixai-explain", "trixai-report", "trixai-profile"])
 def test_other_entry_points_exist(script):
     assert (BIN / script).exists()
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("explainer=null", "'explainer' is a config group, chosen by name (explainer=none switches it off); options: "),
+    ("attack@eval_attack=null", "(attack@eval_attack=none switches it off)"),
+    ("model=null", "options: efficientnet_b0, efficientnet_b1"),
+    ("hydra/launcher=null", "--hydra-help lists the options"),
+])
+def test_a_config_group_set_to_null_gets_one_message(capsys, arg, expected):
+    from trixai.cli import check_group_overrides
+
+    with pytest.raises(SystemExit) as exit_info:
+        check_group_overrides(["seed=1", arg])
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_null_for_a_plain_key_passes_through():
+    from trixai.cli import check_group_overrides
+
+    check_group_overrides(["eval_attack=null", "robustness=null", "explainer=gradcam", "ckpt_path=null"])

@@ -124,6 +124,20 @@ def test_tradeoff_curve_follows_the_swept_value(tmp_path):
     assert "| objective.lambda_expl=0.3 |" in (out / "report.md").read_text()
 
 
+def test_a_single_metric_override_is_one_pattern(sweep_dir, tmp_path):
+    """`stability_metric=test/cam_ssim` (a string, not a list) selects that column, not its characters."""
+    for index, run_dir in enumerate(sorted(sweep_dir.glob("[0-9]"))):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics["test"]["test/cam_ssim"] = 0.5 + index / 100
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "report"
+    paths = build_report(_cfg(sweep_dir, out, "stability_metric=test/cam_ssim", "extra_columns=test/rob_acc"))
+    header = (out / "report.md").read_text().split("| test/acc |")[1].splitlines()[0]
+    assert header.startswith(" test/rob_acc | test/cam_ssim | params (M)"), header
+    assert [float(r["test/cam_ssim"]) for r in _read_csv(out / "report.csv")] == [0.5 + i / 100 for i in range(8)]
+    assert "tradeoff_accuracy_vs_stability.png" in paths["figures"]
+
+
 def test_tradeoff_points_are_ordered_by_numeric_value():
     labels = ["objective.lambda_expl=1.0", "objective.lambda_expl=0.1", "objective.lambda_expl=0.0"]
     assert sorted(labels, key=sweep_order) == labels[::-1]

@@ -149,3 +149,26 @@ def test_trixai_eval_rejects_an_unknown_split(tmp_path):
 
     with pytest.raises(TrixaiError, match="split='holdout'"):
         evaluate(OmegaConf.create({"split": "holdout", "ckpt": str(tmp_path)}))
+
+
+def _table_widths(markdown: str) -> list[set[int]]:
+    """Cell counts of each markdown table's rows (header, separator, body)."""
+    tables, current = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line.strip().strip("|").count("|") + 1)
+        elif current:
+            tables.append(set(current))
+            current = []
+    return tables
+
+
+def test_report_tables_are_well_formed_with_and_without_attacks(evaluation, trained, tmp_path):
+    model, loader = trained
+    robustness_suite(model, loader, attacks={"clean": None}, eps=EPS, out_dir=tmp_path, masking_settings=MASKING,
+                     progress=False)
+    clean_only = (tmp_path / "robustness.md").read_text()
+    assert "## Per-class accuracy\n" in clean_only and "Which attack broke" not in clean_only
+    for markdown in (clean_only, (evaluation[2] / "robustness.md").read_text()):
+        widths = _table_widths(markdown)
+        assert widths and all(len(w) == 1 for w in widths), widths

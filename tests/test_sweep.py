@@ -109,7 +109,8 @@ def test_quick_sweep_and_report(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_multirun_of_two_quick_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    _run([_script("trixai-train"), "-m", *QUICK_JOBS, "hydra/launcher=submitit_local",
+    # two jobs at once on this machine: one thread each, or the oversubscribed CPU runs them 5x slower
+    _run([_script("trixai-train"), "-m", *QUICK_JOBS, "threads=1", "hydra/launcher=submitit_local",
           "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep}"], tmp_path)
     metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert len(metrics) == 2 and all("test/acc" in m["test"] for m in metrics)

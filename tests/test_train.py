@@ -76,3 +76,30 @@ def test_nan_loss_stops_with_the_step(compose_cfg, monkeypatch):
 def test_trades_without_attack_is_refused(compose_cfg):
     with pytest.raises(TrixaiError, match="objective=trades needs an adversary"):
         train(compose_cfg("objective=trades", "attack=none"))
+
+
+def test_a_callback_set_to_null_is_dropped(compose_cfg):
+    cfg = compose_cfg("attack=none", "callbacks.model_checkpoint=null")
+    assert cfg.callbacks.model_checkpoint is None
+    assert "test/acc" in train(cfg)["test"]
+
+
+def test_progress_bar_off_needs_no_callback_override(compose_cfg):
+    cfg = compose_cfg("attack=none", "test=false")
+    assert not cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar is not None
+    assert "val/acc" in train(cfg)["val"]
+
+
+def test_threads_sets_the_job_s_cpu_threads(compose_cfg):
+    before = torch.get_num_threads()
+    try:
+        train(compose_cfg("attack=none", "threads=1", "test=false"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [0, -2, "two"])
+def test_a_bad_thread_count_names_the_key(compose_cfg, threads):
+    with pytest.raises(TrixaiError, match="threads="):
+        train(compose_cfg("attack=none", f"threads={threads}"))

@@ -24,23 +24,27 @@ def attack_label(settings: dict | None) -> str:
 
 
 def results_table(metrics: dict, meta: dict) -> Table:
-    """Rows: test metrics; columns: clean and under the evaluation attack; then suite and profile rows."""
+    """Rows: test metrics; columns: clean and, when the run had an evaluation attack, under it; then suite and
+    profile rows."""
     config = meta.get("config", {})
     title = (f"test results: {meta.get('timm_name')} on {config.get('dataset', {}).get('_target_', '?').rsplit('.', 1)[-1]}"
              f", objective {config.get('objective', {}).get('_target_', '?').rsplit('.', 1)[-1]}")
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("clean", justify="right")
-    table.add_column(attack_label(metrics.get("eval_attack")), justify="right")
     test = metrics.get("test", {})
+    attacked = any(k.startswith("test/rob_") for k in test)
+    if attacked:
+        table.add_column(attack_label(metrics.get("eval_attack")), justify="right")
     for name in METRIC_ORDER:
         if f"test/{name}" in test:
             robust = test.get(f"test/rob_{name}")
-            table.add_row(name, f"{test[f'test/{name}']:.4f}", "—" if robust is None else f"{robust:.4f}")
+            cells = [f"{test[f'test/{name}']:.4f}", *(["—" if robust is None else f"{robust:.4f}"] if attacked else [])]
+            table.add_row(name, *cells)
     rows = [(k, v) for k, v in metrics.get("extra", {}).items() if any(fnmatch(k, p) for p in EXTRA_ROWS)]
     rows += [(f"profile/{k}", metrics["profile"][k]) for k in PROFILE_ROWS if k in metrics.get("profile", {})]
     for name, value in rows:
-        table.add_row(name, _format(value), "")
+        table.add_row(name, _format(value), *([""] if attacked else []))
     return table
 
 

@@ -90,7 +90,7 @@ class TrixDataModule(L.LightningDataModule):
 
     def __init__(self, dataset, *, batch_size: int = 64, eval_batch_size: int | None = None,
                  num_workers: int = 0, pin_memory: bool = False, augment: dict | None = None,
-                 class_weighting: str = "none", balanced_sampler: bool = False) -> None:
+                 class_weighting: str = "none", balanced_sampler: bool | float = False) -> None:
         super().__init__()
         if class_weighting not in CLASS_WEIGHTING:
             raise TrixaiError(f"data.class_weighting={class_weighting!r} is not one of {list(CLASS_WEIGHTING)}")
@@ -98,7 +98,11 @@ class TrixDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.augment = dict(augment or {})
-        self.class_weighting, self.balanced_sampler = class_weighting, bool(balanced_sampler)
+        # true = 1.0: every class equally often; q in (0, 1): class shares proportional to count^(1 - q)
+        if isinstance(balanced_sampler, str) or not 0.0 <= float(balanced_sampler or 0) <= 1.0:
+            raise TrixaiError(f"data.balanced_sampler={balanced_sampler!r}: expected true, false or a power in [0, 1] "
+                              "(1 = balanced, 0.5 = square-root sampling)")
+        self.class_weighting, self.sampler_power = class_weighting, float(balanced_sampler or 0)
         self._bundle: DatasetBundle | None = None
 
     @property
@@ -134,11 +138,12 @@ class TrixDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         sampler = None
-        if train and self.balanced_sampler:
+        if train and self.sampler_power > 0:
             if self.info.task != "multiclass":
-                raise TrixaiError("data.balanced_sampler=true needs a multiclass dataset")
+                raise TrixaiError("data.balanced_sampler needs a multiclass dataset")
             targets = self.train_targets().astype(np.int64)
-            per_sample = 1.0 / np.bincount(targets, minlength=self.info.num_classes)[targets]
+            counts = np.bincount(targets, minlength=self.info.num_classes)[targets].astype(np.float64)
+            per_sample = counts ** -self.sampler_power
             sampler = WeightedRandomSampler(torch.as_tensor(per_sample, dtype=torch.double), len(targets))
         return DataLoader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size,

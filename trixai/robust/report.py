@@ -109,19 +109,23 @@ def markdown(evaluation: dict) -> str:
                          f"{_fmt(entry.get('images_per_s'), 1)} |")
     per_key = "per_class_accuracy" if multiclass else "per_label_accuracy"
     reference = labels[-1]
-    lines += ["", f"## Per-{'class' if multiclass else 'label'} accuracy at eps = {reference}", "",
-              "| " + ("class" if multiclass else "label") + " | clean | " + " | ".join(evaluation["results"])
-              + " | worst case |", "|---|---|" + "---|" * (len(evaluation["results"]) + 1)]
+    attacks = list(evaluation["results"])
+    columns = ["clean", *attacks, *(["worst case"] if attacks else [])]
+    lines += ["", f"## Per-{'class' if multiclass else 'label'} accuracy" + (f" at eps = {reference}" if attacks else ""),
+              "", f"| {'class' if multiclass else 'label'} | " + " | ".join(columns) + " |",
+              "|---|" + "---|" * len(columns)]
     for cls in evaluation["class_names"]:
         row = [_fmt(evaluation["clean"][per_key][cls])]
         row += [_fmt(per_eps.get(reference, {}).get(per_key, {}).get(cls)) for per_eps in evaluation["results"].values()]
-        row.append(_fmt(evaluation["worst_case"].get(reference, {}).get(per_key, {}).get(cls)))
+        if attacks:
+            row.append(_fmt(evaluation["worst_case"].get(reference, {}).get(per_key, {}).get(cls)))
         lines.append(f"| {cls} | " + " | ".join(row) + " |")
-    lines += ["", "## Which attack broke each point (worst case)", "", "| eps | " +
-              " | ".join(["clean", *evaluation["results"]]) + " |", "|---|" + "---|" * (len(evaluation["results"]) + 1)]
-    for label, entry in evaluation["worst_case"].items():
-        lines.append(f"| {label} | " + " | ".join(str(entry["broken_by"].get(src, 0))
-                                                  for src in ["clean", *evaluation["results"]]) + " |")
+    if attacks:
+        lines += ["", "## Which attack broke each point (worst case)", "",
+                  "| eps | " + " | ".join(["clean", *attacks]) + " |", "|---|" + "---|" * (len(attacks) + 1)]
+        for label, entry in evaluation["worst_case"].items():
+            lines.append(f"| {label} | " + " | ".join(str(entry["broken_by"].get(src, 0))
+                                                      for src in ["clean", *attacks]) + " |")
     for label, entry in evaluation["results"].get("autoattack", {}).items():
         if "broken_by" in entry:
             parts = ", ".join(f"{k}: {v}" for k, v in entry["broken_by"].items())

@@ -16,6 +16,7 @@ from trixai.errors import TrixaiError, user_errors
 from trixai.io import load_model
 from trixai.loggers import resolve_mode
 from trixai.robust.evaluate import MaskingSettings, robustness_suite
+from trixai.tasks.values import as_list, parse_eps
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -34,21 +35,6 @@ def dataset_config(cfg: DictConfig, meta: dict, input_size: int) -> dict:
         raise TrixaiError(f"{cfg.ckpt}: the model's metadata records no dataset; choose one with dataset=<name> "
                           "(e.g. dataset=synthetic_lesions)")
     return {**recorded, **chosen}
-
-
-def parse_eps(values) -> list[float]:
-    """Numbers in [0, 1] pixel units, or strings such as ``8/255``."""
-    parsed = []
-    for value in values:
-        try:
-            if isinstance(value, str) and "/" in value:
-                numerator, denominator = value.split("/")
-                parsed.append(float(numerator) / float(denominator))
-            else:
-                parsed.append(float(value))
-        except ValueError:
-            raise TrixaiError(f"eps: {value!r} is not a number or a fraction like 8/255") from None
-    return parsed
 
 
 def _run_dir(ckpt: Path) -> Path:
@@ -71,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise TrixaiError(f"dataset classes {list(bundle.info.class_names)} differ from the model's "
                           f"{list(model.class_names)} (order matters)")
     loader = DataLoader(bundle.split(cfg.split), batch_size=int(cfg.batch_size), shuffle=False, num_workers=0)
-    attacks = OmegaConf.to_container(cfg.attacks, resolve=True)
+    attacks = [str(name) for name in as_list(cfg.attacks)]
     overrides = OmegaConf.to_container(cfg.attack_settings, resolve=True) or {}
     unknown = sorted(set(overrides) - set(attacks))
     if unknown:

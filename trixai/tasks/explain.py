@@ -18,6 +18,7 @@ from trixai.data.images import IMAGE_SUFFIXES, read_image
 from trixai.errors import TrixaiError, user_errors
 from trixai.io import atomic_write_json, load_model
 from trixai.robust.attacks.base import frozen_eval
+from trixai.tasks.values import as_list
 from trixai.xai import figures
 from trixai.xai.evaluate import explanation_suite
 from trixai.xai.explainers import MAP_EXPLAINERS, explain, explainer_name
@@ -36,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
 
 def expand_inputs(inputs) -> list[Path]:
     """Files, folders (their image files, sorted) and glob patterns -> image paths in the given order."""
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    items = as_list(inputs)
     paths: list[Path] = []
     for item in items:
         path = Path(str(item)).expanduser()

@@ -27,11 +27,12 @@ from pathlib import Path
 import hydra
 import matplotlib
 import yaml
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from trixai.errors import TrixaiError, user_errors
 from trixai.io import atomic_write_text
 from trixai.loggers import resolve_mode
+from trixai.tasks.values import as_list
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -351,20 +352,20 @@ def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 def _main_columns(rows: Sequence[dict], cfg: DictConfig) -> tuple[list[str], dict[str, str | None]]:
     keys = {
-        "robust": resolve_column(rows, list(cfg.robust_metric), "robust accuracy"),
-        "clean": resolve_column(rows, list(cfg.clean_metric), "clean accuracy"),
-        "stability": resolve_column(rows, list(cfg.stability_metric), "explanation stability"),
+        "robust": resolve_column(rows, as_list(cfg.robust_metric), "robust accuracy"),
+        "clean": resolve_column(rows, as_list(cfg.clean_metric), "clean accuracy"),
+        "stability": resolve_column(rows, as_list(cfg.stability_metric), "explanation stability"),
         "flops": resolve_column(rows, ["profile/flops"], "FLOPs"),
         "latency": latency_column(rows),
     }
-    extra = [resolve_column(rows, [c]) for c in cfg.extra_columns]
+    extra = [resolve_column(rows, [c]) for c in as_list(cfg.extra_columns)]
     main = [keys["clean"], keys["robust"], *extra, keys["stability"], "profile/params", keys["flops"], keys["latency"]]
     return [c for c in dict.fromkeys(main) if c is not None], keys
 
 
 def build_report(cfg: DictConfig) -> dict:
     """Read the runs under ``cfg.dir``, write table, summary and figures into ``cfg.out_dir``; returns the paths."""
-    dirs = list(cfg.dir) if isinstance(cfg.dir, (list, ListConfig)) else [cfg.dir]
+    dirs = as_list(cfg.dir)
     if not dirs or any(d in (None, "", "???") for d in dirs):
         raise TrixaiError("dir= is required: a multirun dir, a run dir, or a list dir=[a,b] of them")
     roots = [Path(d).expanduser() for d in dirs]

@@ -9,18 +9,19 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trixai.data.datamodule import TrixDataModule
-from trixai.errors import user_errors
+from trixai.errors import TrixaiError, user_errors
 from trixai.io import atomic_write_json, export_model, model_metadata
 from trixai.metrics import primary_metric
 from trixai.module import TrixModule
 from trixai.profiling import profile_model
 from trixai.results import print_results
 from trixai.robust.evaluate import MaskingSettings, robustness_suite
+from trixai.tasks.values import as_list, parse_eps
 from trixai.xai.evaluate import explanation_suite
 
 
@@ -60,8 +61,8 @@ def run_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, 
     if cfg.robustness:
         settings = cfg.robustness
         extra |= robustness_suite(
-            module.model, loader, attacks={name: settings.attack_settings.get(name) for name in settings.attacks},
-            eps=list(settings.eps), out_dir=run_dir, masking_settings=MaskingSettings(**settings.masking),
+            module.model, loader, attacks={name: settings.attack_settings.get(name) for name in as_list(settings.attacks)},
+            eps=parse_eps(settings.eps), out_dir=run_dir, masking_settings=MaskingSettings(**settings.masking),
             early_stop=settings.early_stop, max_points=settings.max_points, progress=False,
             source={"run_dir": str(run_dir)}, wandb_run=wandb.experiment if wandb else None, seed=cfg.seed,
         )
@@ -73,6 +74,10 @@ def run_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, 
 
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the content written to ``metrics.json``."""
+    if cfg.threads is not None:
+        if not isinstance(cfg.threads, int) or cfg.threads < 1:
+            raise TrixaiError(f"threads={cfg.threads!r}: expected a positive integer, or null for torch's default")
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: TrixDataModule = instantiate(cfg.data, dataset=instantiate(cfg.dataset))
     module = build_module(cfg, datamodule)
@@ -85,20 +90,24 @@ def train(cfg: DictConfig) -> dict:
     loggers: list[Logger] = [instantiate(c) for c in (cfg.logger or {}).values()]
     for logger in loggers:
         logger.log_hyperparams(config)
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    # `callbacks.<name>=null` drops one callback; `trainer.enable_progress_bar=false` drops the progress bar
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         val = _scalars(trainer.callback_metrics, "val/")
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        score = checkpoint.best_model_score if best else None  # None without a monitor (Lightning's default callback)
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0] if cfg.test else {}
         metrics = {
             "val": val,
             "test": {k: float(v) for k, v in test.items()},
             "monitor": cfg.monitor,
             "best_checkpoint": best,
-            "best_score": float(checkpoint.best_model_score) if best else None,
+            "best_score": float(score) if score is not None else None,
             "epochs": trainer.current_epoch,
             "eval_attack": module.eval_attack.settings() if module.eval_attack else None,
             "class_counts": datamodule.bundle.stats.get("class_counts"),
