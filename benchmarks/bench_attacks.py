@@ -5,6 +5,7 @@ Run with the reference environment (torchattacks pins an old ``requests``, so it
     python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.14.1 torchvision==0.29.1 timm==1.0.31 \
         torchattacks==3.5.1 hydra-core==1.3.8 omegaconf==2.3.1 rich==15.0.0 safetensors numpy
     PYTHONPATH=. .venv-ref/bin/python benchmarks/bench_attacks.py
+    PYTHONPATH=. .venv-ref/bin/python benchmarks/bench_attacks.py --aa-components 1 128   # + time per component
 
 The model is trained briefly on the embedded synthetic lesions (same weights for both libraries); timings
 alternate between the libraries and report the median. Robust accuracies must agree within 1 percentage
@@ -112,6 +113,28 @@ def reference_autoattack(torchattacks, model, eps: float, steps: int):
     ])
 
 
+def components(model, x, y, eps: float, steps: int, max_batches: list[int]) -> list[dict]:
+    """Seconds per AutoAttack component on the points still robust, for each ``max_batch`` (1: sequential)."""
+    rows = []
+    with frozen_eval(model):
+        for max_batch in max_batches:
+            attack = AutoAttack(eps=eps, steps=steps, seed=0, max_batch=max_batch)
+            torch.manual_seed(0)
+            with torch.no_grad():
+                clean = model(x)
+            left = clean.argmax(1) == y
+            for component in attack.components(clean.shape[1], multilabel=False):
+                points = int(left.sum())
+                adv, seconds = timed(lambda: component.perturb(model, x[left], y[left]))
+                with torch.no_grad():
+                    fooled = model(adv).argmax(1) != y[left]
+                left[left.nonzero().squeeze(1)[fooled]] = False
+                rows.append({"max_batch": max_batch, "attack": component.name, "points": points,
+                             "fooled": int(fooled.sum()), "seconds": seconds})
+                print(json.dumps(rows[-1]))
+    return rows
+
+
 def main() -> None:
     import torchattacks
 
@@ -127,6 +150,8 @@ def main() -> None:
     parser.add_argument("--aa-steps", type=int, nargs="+", default=[100],
                         help="APGD/APGD-T/FAB-T iterations (100: published; 10: torchattacks.AutoAttack's defaults)")
     parser.add_argument("--aa-repeats", type=int, default=1, help="AutoAttack timing repeats")
+    parser.add_argument("--aa-components", type=int, nargs="*", default=[], metavar="MAX_BATCH",
+                        help="also time trixai's AutoAttack components alone for these max_batch values (1: sequential)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
@@ -165,6 +190,8 @@ def main() -> None:
             results[key] = compare(f"AutoAttack standard, {steps} steps", lambda: ours_aa(fast, xa_cl, ya),
                                    lambda: ref_aa(xa, ya), model, xa, ya, args.aa_repeats)
             print(json.dumps({k: v for k, v in results[key].items() if not isinstance(v, list)}, indent=1))
+    if args.aa_n and args.aa_components:
+        results["components"] = components(fast, xa_cl, ya, args.eps, args.aa_steps[0], args.aa_components)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -155,3 +155,62 @@ def test_autoattack_rand_runs_apgd_with_eot():
     x, y = torch.rand(4, 3, 16, 16), torch.arange(4)
     adv = attack(model, x, y)
     assert (adv - x).abs().max() <= EPS + 1e-7
+
+
+class CountingModel(nn.Module):
+    """Records the batch size of every forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.batches = model, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return self.model(x)
+
+
+def _points(n: int = 8):
+    model = small_cnn(5, seed=1).double().eval()
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def _fooled_points(model, x, y):
+    with torch.no_grad():
+        return model(x).argmax(1) != y
+
+
+@pytest.mark.parametrize("eps", [2 / 255, 4 / 255])
+def test_square_speculation_gives_exactly_the_sequential_search(eps):
+    model, x, y = _points()
+    sequential = Square(eps=eps, queries=300, max_batch=1)(model, x, y)
+    counting = CountingModel(model)
+    speculative = Square(eps=eps, queries=300, max_batch=64)(counting, x, y)
+    assert torch.equal(sequential, speculative)
+    assert 0 < int(_fooled_points(model, speculative, y).sum()) < len(y)  # the search accepted, fooled and failed
+    assert max(counting.batches) > len(y) and max(counting.batches) <= 64  # proposals were stacked, within budget
+
+
+@pytest.mark.parametrize("eps", [2 / 255, 4 / 255])
+def test_stacked_fab_targets_fool_the_same_points_as_one_target_at_a_time(eps):
+    model, x, y = _points()
+    one_at_a_time = FABT(eps=eps, steps=20, targets=4, max_batch=1)(model, x, y)
+    counting = CountingModel(model)
+    stacked = FABT(eps=eps, steps=20, targets=4, max_batch=16)(counting, x, y)
+    fooled = _fooled_points(model, stacked, y)
+    assert torch.equal(_fooled_points(model, one_at_a_time, y), fooled)
+    assert 0 < int(fooled.sum()) < len(y)
+    assert max(counting.batches) == 16  # 8 points x 2 targets per forward
+
+
+def test_stacked_apgd_targets_respect_the_batch_budget_and_find_the_close_class():
+    model, x0, y = boundary_model([3 * EPS, 3 * EPS, 0.6 * EPS, 3 * EPS])
+    x, y = x0.repeat(3, 1, 1, 1), y.repeat(3)
+    counting = CountingModel(model)
+    adv = APGDT(eps=EPS, steps=20, targets=4, max_batch=6)(counting, x, y)
+    assert max(counting.batches) == 6  # 3 points x 2 targets per forward
+    with torch.no_grad():
+        assert model(adv).argmax(1).tolist() == [3, 3, 3]
+    assert (adv - x).abs().max() <= EPS + 1e-7

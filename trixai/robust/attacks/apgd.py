@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from trixai.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import (
-    dlr_loss, is_fooled, margin, signed_label_margins, target_count, target_order, targeted_ce_loss,
-    targeted_dlr_loss,
+    dlr_loss, is_fooled, label_flip_loss, margin, target_count, target_order, targeted_ce_loss, targeted_dlr_loss,
 )
 from trixai.robust.attacks.pgd import NORMS, project, random_start
+from trixai.robust.attacks.targets import siblings_done, stacked_target_runs
 from trixai.robust.losses import classification_loss, is_multilabel
 
 PointLoss = Callable[[Tensor, Tensor], Tensor]
@@ -48,12 +48,13 @@ def _direction(grad: Tensor, norm: str) -> Tensor:
 
 def apgd_run(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, *, eps: float, steps: int, norm: str = "linf",
-    rho: float = 0.75, momentum: float = 0.75, eot_iter: int = 1,
+    rho: float = 0.75, momentum: float = 0.75, eot_iter: int = 1, group: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One APGD run from a random start; returns ``(x_adv, fooled)``.
 
     ``x_adv`` is the first fooling iterate for fooled points and the highest-loss iterate otherwise.
-    Gradients are averaged over ``eot_iter`` passes (EOT, for stochastic models).
+    Gradients are averaged over ``eot_iter`` passes (EOT, for stochastic models). Rows sharing a ``group``
+    (runs of one point against several targets) all stop once one of them fools the point.
     """
     n = x.shape[0]
     x_adv, fooled = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -80,11 +81,13 @@ def apgd_run(
     }
 
     def retire(hit: Tensor) -> None:
-        if hit.any():
-            rows = state["index"][hit]
-            x_adv[rows], fooled[rows] = state["current"][hit], True
+        done = siblings_done(None if group is None else group[state["index"]], hit)
+        if done.any():
+            rows, stopped = state["index"], done & ~hit
+            x_adv[rows[hit]], fooled[rows[hit]] = state["current"][hit], True
+            x_adv[rows[stopped]] = state["best"][stopped]
             for key, value in state.items():
-                state[key] = value[~hit]
+                state[key] = value[~done]
 
     retire(hit)
     periods = checkpoint_periods(steps)
@@ -127,23 +130,19 @@ def _check(eps: float, steps: int, restarts: int, norm: str, eot_iter: int) -> N
                           f"(got {eps}, {steps}, {restarts}, {eot_iter})")
 
 
-def _restarted(model: nn.Module, x: Tensor, y: Tensor, losses: list[PointLoss], attack: APGD) -> Tensor:
-    """Run APGD for each loss and restart on the points not fooled yet; first fooling iterate wins."""
+def _restarted(model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, attack: APGD) -> Tensor:
+    """Run APGD and restart on the points not fooled yet; a point keeps its first fooling iterate."""
     x_adv = x.clone()
     robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    for loss_fn in losses:
-        for _ in range(attack.restarts):
-            rows = robust.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                return x_adv
-            point_loss: PointLoss = lambda logits, sub, rows=rows, loss_fn=loss_fn: loss_fn(logits, rows[sub])
-            adv, hit = apgd_run(model, x[rows], y[rows], point_loss, eps=attack.eps, steps=attack.steps,
-                                norm=attack.norm, rho=attack.rho, momentum=attack.momentum,
-                                eot_iter=attack.eot_iter)
-            x_adv[rows[hit]] = adv[hit]
-            robust[rows[hit]] = False
-            keep = rows[~hit]
-            x_adv[keep] = adv[~hit]
+    for _ in range(attack.restarts):
+        rows = robust.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        point_loss: PointLoss = lambda logits, sub, rows=rows: loss_fn(logits, rows[sub])
+        adv, hit = apgd_run(model, x[rows], y[rows], point_loss, eps=attack.eps, steps=attack.steps,
+                            norm=attack.norm, rho=attack.rho, momentum=attack.momentum, eot_iter=attack.eot_iter)
+        x_adv[rows] = adv
+        robust[rows[hit]] = False
     return x_adv
 
 
@@ -185,7 +184,10 @@ class APGD(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
             logits = model(x[:1])
-        return _restarted(model, x, y, [self.point_loss(logits, y)], self)
+        return _restarted(model, x, y, self.point_loss(logits, y), self)
+
+
+TARGETED_LOSSES = {"dlr-targeted": targeted_dlr_loss, "ce-targeted": targeted_ce_loss, "label-flip": label_flip_loss}
 
 
 @dataclass
@@ -194,15 +196,17 @@ class APGDT(APGD):
 
     Loss per task: targeted DLR (>= 4 classes); targeted CE with ``C - 1`` targets (2-3 classes);
     multi-label: target = a label to flip (smallest margins first), loss = minus its signed logit.
+    The runs of several targets share one batch of at most ``max_batch`` rows (``targets.py``).
     """
 
     targets: int = 9
     loss: str = "dlr-targeted"
+    max_batch: int = 128
 
     def __post_init__(self) -> None:
         _check(self.eps, self.steps, self.restarts, self.norm, self.eot_iter)
-        if self.targets < 1:
-            raise TrixaiError(f"attack.targets must be >= 1, got {self.targets}")
+        if self.targets < 1 or self.max_batch < 1:
+            raise TrixaiError(f"APGD-T needs targets >= 1 and max_batch >= 1 (got {self.targets}, {self.max_batch})")
 
     @property
     def name(self) -> str:
@@ -222,18 +226,13 @@ class APGDT(APGD):
         with torch.no_grad():
             clean = model(x)
         multilabel = is_multilabel(y)
-        count = self.target_count(clean.shape[1], multilabel)
-        variant = self.variant(clean.shape[1], multilabel)
-        order = target_order(clean, y, count)
-        losses: list[PointLoss] = []
-        for k in range(count):
-            target = order[:, k]
-            if variant == "label-flip":
-                losses.append(lambda logits, rows, t=target: -signed_label_margins(logits, y[rows])
-                              .gather(1, t[rows, None]).squeeze(1))
-            elif variant == "dlr-targeted":
-                losses.append(lambda logits, rows, t=target: targeted_dlr_loss(logits, y[rows], t[rows]))
-            else:
-                losses.append(lambda logits, rows, t=target: targeted_ce_loss(logits, y[rows], t[rows]))
-        return _restarted(model, x, y, losses, self)
+        loss = TARGETED_LOSSES[self.variant(clean.shape[1], multilabel)]
+        order = target_order(clean, y, self.target_count(clean.shape[1], multilabel))
 
+        def run(xs: Tensor, ys: Tensor, targets: Tensor, group: Tensor, restart: int) -> tuple[Tensor, Tensor]:
+            return apgd_run(model, xs, ys, lambda logits, rows: loss(logits, ys[rows], targets[rows]),
+                            eps=self.eps, steps=self.steps, norm=self.norm, rho=self.rho, momentum=self.momentum,
+                            eot_iter=self.eot_iter, group=group)
+
+        robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return stacked_target_runs(x, y, robust, order, run, restarts=self.restarts, max_batch=self.max_batch)

@@ -2,6 +2,8 @@
 
 ``standard``: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 100 iterations and one
 restart each. ``rand`` (stochastic models): APGD-CE and APGD-DLR with 20 EOT samples per gradient.
+``max_batch`` bounds the stacked batches of APGD-T, FAB-T (targets side by side) and Square (speculative
+queries); it changes the speed, not the attack.
 The result is the per-point worst case: a point counts as robust only if every attack failed on it.
 """
 
@@ -36,6 +38,7 @@ class AutoAttack(Attack):
     queries: int = 5000
     eot_iter: int = 20
     seed: int = 0
+    max_batch: int = 128
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:
@@ -52,9 +55,9 @@ class AutoAttack(Attack):
             return [APGD(eps=self.eps, steps=self.steps, loss="ce", eot_iter=self.eot_iter),
                     APGD(eps=self.eps, steps=self.steps, loss=second, eot_iter=self.eot_iter)]
         return [APGD(eps=self.eps, steps=self.steps, loss="ce"),
-                APGDT(eps=self.eps, steps=self.steps, targets=self.targets),
-                FABT(eps=self.eps, steps=self.steps, targets=self.targets),
-                Square(eps=self.eps, queries=self.queries, seed=self.seed)]
+                APGDT(eps=self.eps, steps=self.steps, targets=self.targets, max_batch=self.max_batch),
+                FABT(eps=self.eps, steps=self.steps, targets=self.targets, max_batch=self.max_batch),
+                Square(eps=self.eps, queries=self.queries, seed=self.seed, max_batch=self.max_batch)]
 
     def describe(self, num_outputs: int, multilabel: bool) -> list[dict]:
         """Every component's settings plus the loss variant used for this output layout."""

@@ -18,6 +18,7 @@ from trixai.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import is_fooled, signed_label_margins, target_count, target_order
 from trixai.robust.attacks.pgd import random_start
+from trixai.robust.attacks.targets import siblings_done, stacked_target_runs
 from trixai.robust.losses import is_multilabel
 
 
@@ -53,7 +54,8 @@ class FABT(Attack):
     """Targeted FAB, L-inf: ``targets`` runs (most likely wrong outcomes first) of ``steps`` iterations.
 
     Few-class tasks use ``C - 1`` targets; multi-label targets are labels to flip (smallest margin first).
-    Only adversarial examples within ``eps`` count; the others come back unchanged.
+    Only adversarial examples within ``eps`` count; the others come back unchanged. The runs of several
+    targets share one batch of at most ``max_batch`` rows (``targets.py``).
     """
 
     eps: float = 8 / 255
@@ -63,11 +65,12 @@ class FABT(Attack):
     alpha_max: float = 0.1
     eta: float = 1.05
     beta: float = 0.9
+    max_batch: int = 128
 
     def __post_init__(self) -> None:
-        if self.eps < 0 or self.steps < 1 or self.restarts < 1 or self.targets < 1:
-            raise TrixaiError(f"FAB-T needs eps >= 0, steps, restarts, targets >= 1 "
-                              f"(got {self.eps}, {self.steps}, {self.restarts}, {self.targets})")
+        if self.eps < 0 or min(self.steps, self.restarts, self.targets, self.max_batch) < 1:
+            raise TrixaiError(f"FAB-T needs eps >= 0, steps, restarts, targets, max_batch >= 1 (got {self.eps}, "
+                              f"{self.steps}, {self.restarts}, {self.targets}, {self.max_batch})")
 
     @property
     def name(self) -> str:
@@ -79,19 +82,13 @@ class FABT(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
             clean = model(x)
-        multilabel = is_multilabel(y)
-        order = target_order(clean, y, self.target_count(clean.shape[1], multilabel))
-        x_adv = x.clone()
-        robust = ~is_fooled(clean, y)
-        for k in range(order.shape[1]):
-            for restart in range(self.restarts):
-                rows = robust.nonzero().squeeze(1)
-                if rows.numel() == 0:
-                    return x_adv
-                adv, hit = self._run(model, x[rows], y[rows], order[rows, k], randomise=restart > 0)
-                x_adv[rows[hit]] = adv[hit]
-                robust[rows[hit]] = False
-        return x_adv
+        order = target_order(clean, y, self.target_count(clean.shape[1], is_multilabel(y)))
+
+        def run(xs: Tensor, ys: Tensor, targets: Tensor, group: Tensor, restart: int) -> tuple[Tensor, Tensor]:
+            return self._run(model, xs, ys, targets, group, randomise=restart > 0)
+
+        return stacked_target_runs(x, y, ~is_fooled(clean, y), order, run, restarts=self.restarts,
+                                   max_batch=self.max_batch)
 
     def _decision(self, logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
         """``g`` per point: positive on the true side of the target's boundary."""
@@ -99,8 +96,11 @@ class FABT(Attack):
             return signed_label_margins(logits, y).gather(1, target[:, None]).squeeze(1)
         return logits.gather(1, y[:, None]).squeeze(1) - logits.gather(1, target[:, None]).squeeze(1)
 
-    def _run(self, model: nn.Module, x0: Tensor, y: Tensor, target: Tensor, *, randomise: bool) -> tuple[Tensor, Tensor]:
-        """One FAB-T run; returns ``(x_adv, found)`` with ``found`` = adversarial within ``eps``."""
+    def _run(self, model: nn.Module, x0: Tensor, y: Tensor, target: Tensor, group: Tensor, *,
+             randomise: bool) -> tuple[Tensor, Tensor]:
+        """One FAB-T run; returns ``(x_adv, found)`` with ``found`` = adversarial within ``eps``.
+
+        Rows sharing a ``group`` (one point's runs against several targets) stop once one of them succeeds."""
         n, shape = x0.shape[0], x0.shape
         x_adv = x0.clone()
         found = torch.zeros(n, dtype=torch.bool, device=x0.device)
@@ -126,7 +126,7 @@ class FABT(Attack):
                 x_adv[rows] = step[within].view(-1, *shape[1:])
                 found[rows] = True
             step = torch.where(hit[:, None], (1 - self.beta) * o + self.beta * step, step)
-            keep = ~within
+            keep = ~siblings_done(group[active], within)
             active, current = active[keep], step[keep].view(-1, *shape[1:])
             if active.numel() == 0:
                 break

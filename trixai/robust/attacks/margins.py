@@ -52,6 +52,11 @@ def signed_label_margins(logits: Tensor, y: Tensor) -> Tensor:
     return (2 * y - 1) * logits
 
 
+def label_flip_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
+    """Multi-label targeted loss, per point: minus the signed logit of the label ``target`` to flip."""
+    return -signed_label_margins(logits, y).gather(1, target[:, None]).squeeze(1)
+
+
 def target_count(requested: int, num_outputs: int, multilabel: bool) -> int:
     """Targets a targeted attack can use: at most C - 1 wrong classes, or L labels to flip."""
     return min(requested, num_outputs if multilabel else num_outputs - 1)

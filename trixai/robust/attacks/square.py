@@ -17,6 +17,8 @@ from trixai.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import is_fooled, margin
 
+_DRAWS = 4
+"""Sign draws per point and query: a proposal that would not change the image takes the next draw."""
 _HALVINGS = ((10, 0), (50, 1), (200, 2), (500, 3), (1000, 4), (2000, 5), (4000, 6), (6000, 7), (8000, 8))
 
 
@@ -33,18 +35,26 @@ def square_fraction(p_init: float, query: int, budget: int) -> float:
 
 @dataclass
 class Square(Attack):
-    """Untargeted Square Attack with the margin loss; ``queries`` per point after the initial one."""
+    """Untargeted Square Attack with the margin loss; ``queries`` per point after the initial one.
+
+    Query ``q`` proposes one window (shared by the points, as in the published code) and per point one sign
+    per channel, drawn up front; a proposal that would not change the image takes the point's next draw.
+    Most proposals are rejected, so the next proposals of a point are evaluated together in one batch of
+    at most ``max_batch`` rows, all built on the point's current image (speculation): the first accepted one
+    wins and the later ones are dropped. The result is the sequential search's, query for query.
+    """
 
     eps: float = 8 / 255
     queries: int = 5000
     p_init: float = 0.8
     restarts: int = 1
     seed: int = 0
+    max_batch: int = 128
 
     def __post_init__(self) -> None:
-        if self.eps < 0 or self.queries < 1 or self.restarts < 1 or not 0 < self.p_init <= 1:
-            raise TrixaiError(f"Square needs eps >= 0, queries >= 1, restarts >= 1, 0 < p_init <= 1 "
-                              f"(got {self.eps}, {self.queries}, {self.restarts}, {self.p_init})")
+        if self.eps < 0 or self.queries < 1 or self.restarts < 1 or not 0 < self.p_init <= 1 or self.max_batch < 1:
+            raise TrixaiError(f"Square needs eps >= 0, queries >= 1, restarts >= 1, 0 < p_init <= 1, max_batch >= 1 "
+                              f"(got {self.eps}, {self.queries}, {self.restarts}, {self.p_init}, {self.max_batch})")
 
     @property
     def name(self) -> str:
@@ -66,39 +76,64 @@ class Square(Attack):
             robust[rows[hit]] = False
         return x_adv
 
-    def _signs(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-        return torch.randint(0, 2, shape, generator=generator, device=device).float() * 2 - 1
+    def _signs(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.randint(0, 2, shape, generator=generator, device=device, dtype=dtype) * 2 - 1
+
+    def _windows(self, h: int, w: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Per query: the square's side and its top-left corner, (queries,) each."""
+        sides = torch.tensor([min(max(round(math.sqrt(square_fraction(self.p_init, q, self.queries) * h * w)), 1),
+                                  h - 1) for q in range(self.queries)], device=device)
+        uniform = torch.rand(2, self.queries, generator=generator, device=device)
+        tops = (uniform[0] * (h - sides + 1)).long().clamp_max(h - sides)
+        lefts = (uniform[1] * (w - sides + 1)).long().clamp_max(w - sides)
+        return sides, tops, lefts
 
     def _run(self, model: nn.Module, x0: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         n, c, h, w = x0.shape
-        best = (x0 + self.eps * self._signs((n, c, 1, w), generator, x0.device)).clamp(0, 1)
+        device = x0.device
+        best = (x0 + self.eps * self._signs((n, c, 1, w), generator, device)).clamp(0, 1)
         logits = model(best)
         best_margin, fooled = margin(logits, y), is_fooled(logits, y)
-        active = (~fooled).nonzero().squeeze(1)
-        for query in range(self.queries):
+        sides, tops, lefts = self._windows(h, w, generator, device)
+        signs = self._signs((self.queries, n, _DRAWS, c), generator, device, torch.int8)
+        done = torch.zeros(n, dtype=torch.long, device=device)  # queries used per point
+        accepted, proposed = 1, 4  # running acceptance rate, prior 1/4
+        rows_h, rows_w = torch.arange(h, device=device), torch.arange(w, device=device)
+        while True:
+            active = (~fooled & (done < self.queries)).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            side = min(max(round(math.sqrt(square_fraction(self.p_init, query, self.queries) * h * w)), 1), h - 1)
-            top = int(torch.randint(0, h - side + 1, (1,), generator=generator, device=x0.device))
-            left = int(torch.randint(0, w - side + 1, (1,), generator=generator, device=x0.device))
-            origin, current = x0[active], best[active]
-            window = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
-            old = current[window]
-            new = (origin[window] + self.eps * self._signs((len(active), c, 1, 1), generator, x0.device)).clamp(0, 1)
-            for _ in range(10):  # redraw windows that would not change the image
-                same = (new - old).abs().flatten(1).sum(dim=1) < 1e-7
-                if not same.any():
+            m = active.numel()
+            # speculate about half the queries expected up to the next acceptance (measured best on a CPU)
+            depth = max(1, min(self.max_batch // m, round(0.5 * proposed / accepted)))
+            query = done[active, None] + torch.arange(depth, device=device)  # (m, depth)
+            valid = query < self.queries
+            query = query.clamp_max(self.queries - 1).reshape(-1)
+            point = active.repeat_interleave(depth)
+            side, top, left = sides[query], tops[query], lefts[query]
+            inside = (((rows_h >= top[:, None]) & (rows_h < (top + side)[:, None]))[:, None, :, None]
+                      & ((rows_w >= left[:, None]) & (rows_w < (left + side)[:, None]))[:, None, None, :])
+            base, origin = best[point], x0[point]
+            draws = signs[query, point].to(x0.dtype)  # (m * depth, draws, c)
+            candidate, moved = base, torch.zeros(len(point), dtype=torch.bool, device=device)
+            for draw in range(_DRAWS):  # the first draw that changes the image
+                proposal = torch.where(inside, (origin + self.eps * draws[:, draw, :, None, None]).clamp(0, 1), base)
+                use = ~moved & ((proposal - base).abs().flatten(1).sum(dim=1) >= 1e-7)
+                candidate = torch.where(use.view(-1, 1, 1, 1), proposal, candidate)
+                moved |= use
+                if bool(moved.all()):
                     break
-                redraw = self.eps * self._signs((int(same.sum()), c, 1, 1), generator, x0.device)
-                new[same] = (origin[window][same] + redraw).clamp(0, 1)
-            candidate = current.clone()
-            candidate[window] = new
             logits = model(candidate)
-            candidate_margin = margin(logits, y[active])
-            better = candidate_margin < best_margin[active]
-            best[active[better]] = candidate[better]
-            best_margin[active[better]] = candidate_margin[better]
-            hit = is_fooled(logits, y[active]) & better
-            fooled[active[hit]] = True
-            active = active[~hit]
+            candidate_margin = margin(logits, y[point]).view(m, depth)
+            better = (candidate_margin < best_margin[active, None]) & valid
+            improved = better.any(dim=1)
+            first = torch.where(improved, better.float().argmax(dim=1), valid.sum(dim=1) - 1)
+            take = torch.arange(m, device=device) * depth + first
+            keep = active[improved]
+            best[keep] = candidate[take[improved]]
+            best_margin[keep] = candidate_margin[improved, first[improved]]
+            fooled[keep] = is_fooled(logits[take[improved]], y[keep])
+            done[active] += first + 1
+            accepted, proposed = accepted + int(improved.sum()), proposed + int((first + 1).sum())
         return best, fooled

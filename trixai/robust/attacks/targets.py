@@ -1,0 +1,57 @@
+"""Targeted attacks (APGD-T, FAB-T): several targets of each point side by side in one batch.
+
+A point has up to ``targets`` runs, one per target class. Run one after the other on few points, each
+forward sees a small batch, which leaves a CPU's vector units or an accelerator mostly idle. Stacking the
+runs of several targets makes the batch ``targets x points`` rows (at most ``max_batch``); each row follows
+its own run exactly, and once a row fools its point the point's other rows stop too (``group``), since the
+point is no longer robust. Targets beyond the batch budget run in later groups, on the points still robust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+TargetRun = Callable[[Tensor, Tensor, Tensor, Tensor, int], tuple[Tensor, Tensor]]
+"""``(x, y, target, group, restart) -> (x_adv, fooled)`` over stacked rows; ``group[r]`` is row ``r``'s point."""
+
+
+def stacked_target_runs(x: Tensor, y: Tensor, robust: Tensor, order: Tensor, run: TargetRun, *,
+                        restarts: int, max_batch: int) -> Tensor:
+    """Run ``run`` for every target in ``order`` (N, K) on the ``robust`` points; returns ``x_adv`` (N, ...).
+
+    A fooled point keeps its first fooling example; a point that stays robust gets its last run's output.
+    """
+    x_adv = x.clone()
+    count = order.shape[1]
+    first = 0
+    while first < count:
+        rows = robust.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        width = max(1, min(count - first, max_batch // rows.numel()))
+        for restart in range(restarts):
+            rows = robust.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                break
+            m = rows.numel()
+            # row r = k * m + i: point rows[i] against target order[rows[i], first + k]
+            targets = order[rows, first:first + width].T.reshape(-1)
+            group = torch.arange(m, device=x.device).repeat(width)
+            stacked = rows.repeat(width)  # indexing keeps x's memory format (channels_last), repeat() would not
+            adv, hit = run(x[stacked], y[stacked], targets, group, restart)
+            hit = hit.view(width, m)
+            chosen = torch.where(hit.any(dim=0), hit.float().argmax(dim=0), width - 1)
+            x_adv[rows] = adv.view(width, m, *x.shape[1:])[chosen, torch.arange(m, device=x.device)]
+            robust[rows[hit.any(dim=0)]] = False
+        first += width
+    return x_adv
+
+
+def siblings_done(group: Tensor | None, hit: Tensor) -> Tensor:
+    """Rows whose point has a row in ``hit`` (``hit`` itself without groups): they stop with it."""
+    if group is None or not hit.any():
+        return hit
+    return torch.isin(group, group[hit])
