@@ -24,7 +24,7 @@ def stacked_target_runs(x: Tensor, y: Tensor, robust: Tensor, order: Tensor, run
 
     A fooled point keeps its first fooling example; a point that stays robust gets its last run's output.
     """
-    x_adv = x.clone()
+    x_adv, robust = x.clone(), robust.clone()
     count = order.shape[1]
     first = 0
     while first < count:
