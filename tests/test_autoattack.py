@@ -71,9 +71,13 @@ def test_linf_projection_onto_hyperplane_and_box_is_optimal(seed):
     assert float(d.abs().max()) == pytest.approx(lp.fun, abs=1e-9)
 
 
-def _fooled(model, x, y):
+def _fooled_points(model, x, y):
     with torch.no_grad():
-        return bool((model(x).argmax(1) != y).all())
+        return model(x).argmax(1) != y
+
+
+def _fooled(model, x, y):
+    return bool(_fooled_points(model, x, y).all())
 
 
 def test_apgd_finds_the_adversarial_point_inside_eps_and_none_outside():
@@ -175,11 +179,6 @@ def _points(n: int = 8):
     with torch.no_grad():
         y = model(x).argmax(1)
     return model, x, y
-
-
-def _fooled_points(model, x, y):
-    with torch.no_grad():
-        return model(x).argmax(1) != y
 
 
 @pytest.mark.parametrize("eps", [2 / 255, 4 / 255])

@@ -27,11 +27,8 @@ def stacked_target_runs(x: Tensor, y: Tensor, robust: Tensor, order: Tensor, run
     x_adv, robust = x.clone(), robust.clone()
     count = order.shape[1]
     first = 0
-    while first < count:
-        rows = robust.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            break
-        width = max(1, min(count - first, max_batch // rows.numel()))
+    while first < count and robust.any():
+        width = max(1, min(count - first, max_batch // int(robust.sum())))
         for restart in range(restarts):
             rows = robust.nonzero().squeeze(1)
             if rows.numel() == 0:
