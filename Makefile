@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export WANDB_SILENT := true
 
-.PHONY: install demo test test-slow test-all clean
+.PHONY: install demo lint test test-slow test-all clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ install: $(BIN)/.installed
 demo: install  ## train TRADES on the embedded dataset, test clean + PGD-10, print the table
 	$(BIN)/trixai-train experiment=demo
 
-test: install  ## the default suite (< 15 min on 2 cores)
+lint: install  ## the layer contract (import-linter) and ruff
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+
+test: install  ## the default suite (<= 6 min on 2 cores)
 	$(BIN)/pytest -m "not slow"
 
 test-slow: install  ## end-to-end runs marked slow

@@ -23,9 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from trixai.core.frozen import frozen_eval
 from trixai.data.synthetic import SyntheticLesions
 from trixai.models.factory import create_model
-from trixai.robust.attacks import PGD, AutoAttack, frozen_eval
+from trixai.robust.attacks import PGD, AutoAttack
 
 
 def train(args: argparse.Namespace):

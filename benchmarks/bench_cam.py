@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trixai.core.frozen import frozen_eval
 from trixai.models import create_model
-from trixai.robust.attacks.base import frozen_eval
 from trixai.xai.base import normalize_maps, upsample_maps
 from trixai.xai.gradcam import grad_cam
 from trixai.xai.metrics.faithfulness import class_probability, deletion_insertion, make_baseline, trapezoid_auc

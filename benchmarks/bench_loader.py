@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from trixai.data.isic import ISIC2018
-from trixai.data.synthetic import ISIC_CLASSES
+from trixai.data.labels import ISIC_CLASSES
 
 PREFIX = "ISIC2018_Task3_"
 

@@ -19,7 +19,7 @@ import torch
 
 from trixai.models import create_model
 from trixai.robust.attacks import PGD
-from trixai.robust.objectives import TRADES, Standard, TriObjective
+from trixai.training.objectives import TRADES, Standard, TriObjective
 
 
 def step_time(model, objective, x, y, attack, optimizer) -> float:

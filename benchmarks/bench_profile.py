@@ -16,7 +16,7 @@ import os
 import torch
 
 from trixai.models import create_model
-from trixai.profiling import profile_model
+from trixai.training.profiling import profile_model
 
 # Published params / multiply-adds at 1000 classes (EfficientNet: Tan & Le 2019, design.md §2; ResNet-50: He et al.
 # 2016, 3.8-4.1 G depending on how the stem is counted; 25.6 M).

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from robust_helpers import small_cnn
 from torch import nn
 
 from trixai.models.factory import create_model
 from trixai.robust.attacks import APGD, APGDT, FABT, FGSM, PGD, AutoAttack, Square
-
-from robust_helpers import small_cnn
 
 EPS = 8 / 255
 

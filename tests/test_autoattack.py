@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robust_helpers import small_cnn
 from scipy.optimize import linprog
 from torch import nn
 
@@ -11,8 +12,6 @@ from trixai.robust.attacks import APGD, APGDT, FABT, AutoAttack, Square
 from trixai.robust.attacks.apgd import checkpoint_periods
 from trixai.robust.attacks.autoattack import CLEAN_WRONG, ROBUST
 from trixai.robust.attacks.fab import project_linf_hyperplane_box
-
-from robust_helpers import small_cnn
 
 EPS = 8 / 255
 SHAPE = (3, 4, 4)

@@ -34,7 +34,7 @@ def test_model_selects_family_optimizer_and_resolution(compose_cfg):
     assert cfg.dataset.image_size == 260
     cfg = compose_cfg("model=resnet50", tiny=False)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.nesterov
-    assert cfg.scheduler._target_ == "trixai.optim.warmup_cosine"
+    assert cfg.scheduler._target_ == "trixai.training.optim.warmup_cosine"
     cfg = compose_cfg("model=resnet50", "optimizer=adamw", tiny=False)
     assert cfg.optimizer._target_ == "torch.optim.AdamW"
     resolutions = {m: compose_cfg(f"model={m}", tiny=False).model.resolution for m in options("model")

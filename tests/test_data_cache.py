@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from data_fixtures import write_image
 
+from trixai.core.errors import TrixaiError
 from trixai.data.cache import cached_images, file_fingerprints
 from trixai.data.images import BadImageError
 from trixai.data.source import Rows, rasterise_boxes
 from trixai.data.splits import check_disjoint, check_fractions, group_split
-from trixai.errors import TrixaiError
 
 
 def _producer(calls: list[int], bad: int | None = None):

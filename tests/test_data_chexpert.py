@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from data_fixtures import CHEXPERT_COLUMNS, make_chexpert, write_csv
 
+from trixai.core.errors import TrixaiError
 from trixai.data.chexpert import CheXpert
-from trixai.errors import TrixaiError
 
 # patient00002/study2/view1_frontal: Atelectasis -1, Cardiomegaly 1, Edema 0, Consolidation and Effusion blank.
 ROW = "patient00002/study2/view1_frontal.jpg"

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 from data_fixtures import make_csv_dataset, make_folder, write_csv, write_dicom
 
+from trixai.core.errors import TrixaiError
 from trixai.data.csv_table import CsvTable
 from trixai.data.folder import ImageFolder
 from trixai.data.images import BadImageError
-from trixai.errors import TrixaiError
-
-
 
 
 def test_folder_stratified_split_with_dicom(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from data_fixtures import write_dicom, write_image
 from PIL import Image
 
+from trixai.core.errors import TrixaiError
 from trixai.data.dicom import linear_window, read_dicom
 from trixai.data.images import BadImageError, box_to_output, read_image
-from trixai.errors import TrixaiError
 
 
 def test_channel_policy_gray_and_rgb(tmp_path):

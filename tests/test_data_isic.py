@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from data_fixtures import ISIC_TRAIN, make_ham10000, make_isic2018, write_csv, write_image
 
+from trixai.core.errors import TrixaiError
 from trixai.data.ham10000 import HAM10000
 from trixai.data.images import BadImageError
 from trixai.data.isic import ISIC2018
-from trixai.errors import TrixaiError
 
 CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 

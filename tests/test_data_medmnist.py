@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from data_fixtures import make_medmnist
 
-from trixai.data.medmnist import CHESTMNIST_LABELS, MedMNIST
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import CHESTMNIST_LABELS
+from trixai.data.medmnist import MedMNIST
 
 
 def test_multiclass_gray_native_size(tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from data_fixtures import NIH_ENTRIES, NIH_HEADER, make_nih
 
-from trixai.data.nih import FINDINGS, NIHChestXray14, read_boxes
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import NIH_FINDINGS as FINDINGS
+from trixai.data.nih import NIHChestXray14, read_boxes
 
 
 def test_labels_lists_and_boxes(tmp_path):

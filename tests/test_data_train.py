@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_fixtures import (make_chexpert, make_csv_dataset, make_folder, make_ham10000, make_isic2018, make_medmnist,
-                           make_nih)
+from data_fixtures import (
+    make_chexpert,
+    make_csv_dataset,
+    make_folder,
+    make_ham10000,
+    make_isic2018,
+    make_medmnist,
+    make_nih,
+)
 from hydra import compose, initialize_config_module
 
 from trixai.tasks.train import train

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from torch.utils.data import WeightedRandomSampler
 
+from trixai.core.errors import TrixaiError
 from trixai.data.datamodule import TrixDataModule
 from trixai.data.synthetic import SyntheticLesions
-from trixai.errors import TrixaiError
 
 
 def _module(balanced_sampler) -> TrixDataModule:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import tiny_timm
 
-from trixai.module import TrixModule
-from trixai.robust.objectives import Standard
+from trixai.training.module import TrixModule
+from trixai.training.objectives import Standard
 
 WEIGHTS = torch.tensor([1.0, 2.0, 3.0])
 

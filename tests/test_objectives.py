@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from helpers import state_snapshot, tiny_cnn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks import PGD
-from trixai.robust.objectives import PGDAT, TRADES, Standard
+from trixai.training.objectives import PGDAT, TRADES, Standard
 
 EPS, ALPHA, STEPS, BETA = 8 / 255, 2 / 255, 3, 6.0
 

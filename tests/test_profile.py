@@ -8,10 +8,10 @@ import torch
 from hydra import compose, initialize_config_module
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
-from trixai.profiling import count_flops, model_bytes, peak_memory_bytes, profile_model
 from trixai.tasks.profile import run_profile
+from trixai.training.profiling import count_flops, model_bytes, peak_memory_bytes, profile_model
 
 # design.md §2: published params / FLOPs (multiply-adds) at 1000 classes and the published resolution.
 PUBLISHED = {"efficientnet_b0": (224, 5.3e6, 0.39e9), "efficientnet_b1": (240, 7.8e6, 0.70e9),

@@ -10,11 +10,11 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 
-from trixai.errors import TrixaiError
-from trixai.io import export_model, model_metadata
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
-from trixai.profiling import count_flops
+from trixai.models.export import export_model, model_metadata
 from trixai.tasks.report import build_report, flatten, pareto_front, sweep_order
+from trixai.training.profiling import count_flops
 
 # (model, objective, seed) -> (test/acc, test/rob_acc, ssim mean); profiles per model.
 RUNS = {

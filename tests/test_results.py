@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from trixai.results import results_table
+from trixai.tasks.results import results_table
 
 META = {"timm_name": "efficientnet_b0", "config": {"dataset": {"_target_": "trixai.data.synthetic.SyntheticLesions"},
-                                                   "objective": {"_target_": "trixai.robust.objectives.TRADES"}}}
+                                                   "objective": {"_target_": "trixai.training.objectives.TRADES"}}}
 
 
 def _cells(table) -> dict[str, list[str]]:

@@ -8,17 +8,31 @@ import sys
 
 import pytest
 import torch
+from robust_helpers import blobs, fit, small_cnn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trixai.errors import TrixaiError
-from trixai.robust.evaluate import MaskingSettings, evaluate_robustness, robustness_suite
-from trixai.robust.presets import build_attack
-
-from robust_helpers import blobs, fit, small_cnn
+from trixai.core.errors import TrixaiError
+from trixai.robust.registry import create_attack
+from trixai.suites.robustness import MaskingSettings, RobustnessSuite
+from trixai.suites.runner import SuiteRun, as_sample_batch, run_suites
 
 EPS = [2 / 255, 8 / 255]
 AA = {"steps": 6, "targets": 1, "queries": 20}
 MASKING = MaskingSettings(large_eps=0.5, steps=5, points=16)
+
+
+def robustness_suite(model, loader, *, out_dir, **settings) -> dict:
+    """The suite over ``loader`` with its reports in ``out_dir``; returns the flat metrics."""
+    return run_suites(SuiteRun(model, robustness=RobustnessSuite(**settings)), loader, out_dir)
+
+
+def evaluate_robustness(model, loader, *, partial_dir=None, **settings) -> dict:
+    """The evaluation dict of one pass of the suite over ``loader``."""
+    robust = RobustnessSuite(**settings).start(model, partial_dir=partial_dir)
+    for batch in loader:
+        batch = as_sample_batch(batch)
+        robust.update(batch["image"], batch["target"], batch.get("label_mask"))
+    return robust.finish()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +50,7 @@ def evaluation(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
     flat = robustness_suite(model, loader, attacks={"clean": None, "fgsm": None, "pgd5": None, "pgd10": None,
                                                     "autoattack": AA}, eps=EPS, out_dir=out,
-                            masking_settings=MASKING, progress=False)
+                            masking=MASKING)
     return flat, json.loads((out / "robustness.json").read_text()), out
 
 
@@ -75,7 +89,7 @@ def test_report_fields_bounds_and_files(evaluation):
 def test_rerun_resumes_from_partial_results(trained, tmp_path):
     model, loader = trained
     kwargs = {"attacks": ["clean", "pgd3"], "eps": [8 / 255], "partial_dir": tmp_path,
-              "masking_settings": MaskingSettings(large_eps=None), "progress": False}
+              "masking": None}
     first = evaluate_robustness(model, loader, **kwargs)
     assert first["resumed_batches"] == 0
     files = sorted(tmp_path.glob("pgd3_*_b*.pt"))
@@ -95,7 +109,7 @@ def test_multilabel_suite_reports_auroc_and_per_label_accuracy(tmp_path):
     model.task, model.class_names = "multilabel", ["a", "b", "c"]
     loader = DataLoader([{"image": xi, "target": yi} for xi, yi in zip(x, y)], batch_size=12)
     robustness_suite(model, loader, attacks={"clean": None, "pgd5": None, "autoattack": AA}, eps=[4 / 255],
-                     out_dir=tmp_path, masking_settings=MaskingSettings(large_eps=None), progress=False)
+                     out_dir=tmp_path, masking=MaskingSettings(large_eps=None))
     report = json.loads((tmp_path / "robustness.json").read_text())
     entry = report["results"]["autoattack"]["4/255"]
     assert set(entry["per_label_accuracy"]) == {"a", "b", "c"}
@@ -107,20 +121,20 @@ def test_multilabel_suite_reports_auroc_and_per_label_accuracy(tmp_path):
 def test_bad_input_names_the_culprit(trained):
     model, loader = trained
     with pytest.raises(TrixaiError, match="pgdx"):
-        evaluate_robustness(model, loader, attacks=["pgdx"], eps=[0.01], progress=False)
+        evaluate_robustness(model, loader, attacks=["pgdx"], eps=[0.01])
     with pytest.raises(TrixaiError, match="eps"):
-        evaluate_robustness(model, loader, attacks=["fgsm"], eps=[8], progress=False)
+        evaluate_robustness(model, loader, attacks=["fgsm"], eps=[8])
     with pytest.raises(TrixaiError, match="stepz"):
-        build_attack("pgd10", 0.03, {"stepz": 3})
+        create_attack("pgd10", 0.03, stepz=3)
     with pytest.raises(TrixaiError, match="version"):
-        build_attack("autoattack", 0.03, {"version": "fast"})
+        create_attack("autoattack", 0.03, version="fast")
 
 
 def test_trixai_eval_cli_on_a_run_dir(tmp_path):
     """Export a (briefly trained) model as a run dir, then `trixai-eval` writes the report."""
     from trixai.data.synthetic import SyntheticLesions
-    from trixai.io import export_model, model_metadata
     from trixai.models import create_model
+    from trixai.models.export import export_model, model_metadata
 
     dataset = {"_target_": "trixai.data.synthetic.SyntheticLesions", "image_size": 16, "n_train": 14, "n_val": 7,
                "n_test": 7, "seed": 0, "min_per_class": 1, "cache_dir": None}
@@ -131,8 +145,9 @@ def test_trixai_eval_cli_on_a_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     export_model(model, run_dir, model_metadata(model, config=config, seed=0))
     command = [sys.executable, "-c", "from trixai.tasks.eval import main; main()", f"ckpt={run_dir}",
-               "attacks=[clean,fgsm,pgd2,autoattack]", "eps=[4/255,0.0313725490]",
-               "+attack_settings.autoattack={steps: 3, targets: 1, queries: 5}", "masking.points=4", "masking.steps=2",
+               "robustness.attacks=[clean,fgsm,pgd2,autoattack]", "robustness.eps=[4/255,0.0313725490]",
+               "+robustness.attack_settings.autoattack={steps: 3, targets: 1, queries: 5}", "robustness.masking.points=4",
+               "robustness.masking.steps=2",
                "wandb.mode=disabled", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -165,8 +180,7 @@ def _table_widths(markdown: str) -> list[set[int]]:
 
 def test_report_tables_are_well_formed_with_and_without_attacks(evaluation, trained, tmp_path):
     model, loader = trained
-    robustness_suite(model, loader, attacks={"clean": None}, eps=EPS, out_dir=tmp_path, masking_settings=MASKING,
-                     progress=False)
+    robustness_suite(model, loader, attacks={"clean": None}, eps=EPS, out_dir=tmp_path, masking=MASKING)
     clean_only = (tmp_path / "robustness.md").read_text()
     assert "## Per-class accuracy\n" in clean_only and "Which attack broke" not in clean_only
     for markdown in (clean_only, (evaluation[2] / "robustness.md").read_text()):

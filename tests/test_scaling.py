@@ -1,15 +1,17 @@
-"""Compound scaling: multipliers, rounded widths/depths, B0-B3 equal timm's models, the SE ablation."""
+"""Compound scaling: multipliers, rounded widths/depths, B0-B3 equal timm's models, the SE ablation, the config resolvers."""
 
 import math
 
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.models.scaling import CompoundScaling, phi_resolution, scaled_stages
+from trixai.resolvers import register
 
 # Hand-computed: depth 1.2^phi, width 1.1^phi, resolution 224 * 1.15^phi to the nearest multiple of 8,
 # FLOP factor (1.2 * 1.1^2 * 1.15^2)^phi = 1.92027^phi.
@@ -76,6 +78,17 @@ def test_custom_coefficients():
     assert (m.depth, m.width, m.resolution) == (pytest.approx(1.69), pytest.approx(1.1025), 32)
     assert m.flops_factor == pytest.approx((1.3 * 1.05**2) ** 2)
     assert phi_resolution(1, base_resolution=32) == 40  # 36.8 -> 40
+
+
+def test_config_resolvers_call_the_scaling_rule():
+    register()
+    register()  # idempotent
+    cfg = OmegaConf.create({
+        "phi": "${trixai.phi_resolution:1,null,32}",
+        "full": "${trixai.sweep_resolution:efficientnet_b3}",
+        "quick": "${trixai.sweep_resolution:efficientnet_b3,0,null,true,48}",
+    })
+    assert OmegaConf.to_container(cfg, resolve=True) == {"phi": 40, "full": 300, "quick": 64}
 
 
 @pytest.mark.parametrize("variant", ["b0", "b1", "b2", "b3"])

@@ -11,9 +11,6 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-import trixai.models  # noqa: F401  (registers the resolvers the configs use)
-import trixai.tasks  # noqa: F401
-
 FULL = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
         "resnet50": 224}
 # quick: full * 48 / 224 to a multiple of 4 (240 -> 51.4 -> 52, 260 -> 55.7 -> 56, 300 -> 64.3 -> 64)
@@ -36,11 +33,20 @@ def test_scaling_ablation_sweeps_models_and_objectives():
 @pytest.mark.parametrize("model", list(FULL))
 @pytest.mark.parametrize("quick", [False, True])
 def test_each_model_trains_at_its_own_resolution(model, quick):
-    cfg = _compose("experiment=scaling_ablation", f"model={model}", *(["+quick=true"] if quick else []))
+    cfg = _compose("experiment=scaling_ablation", f"model={model}", *(["+quick=smoke"] if quick else []))
     expected = (QUICK if quick else FULL)[model]
     assert cfg.model.resolution == expected and cfg.dataset.image_size == expected
     assert cfg.data.batch_size == (16 if quick else 64)
     assert cfg.trainer.limit_train_batches == (2 if quick else 1.0)
+
+
+def test_quick_overrides_the_experiment_and_the_command_line_overrides_quick():
+    cfg = _compose("experiment=se_ablation", "+quick=smoke", "data.eval_batch_size=8")
+    assert cfg.hydra.runtime.choices.quick == "smoke"
+    assert (cfg.data.batch_size, cfg.data.eval_batch_size) == (16, 8)
+    assert (cfg.trainer.max_steps, cfg.trainer.limit_val_batches, cfg.trainer.limit_test_batches) == (2, 1, 1)
+    assert (list(cfg.profile.batch_sizes), cfg.profile.train_batch, cfg.profile.repeats) == ([1, 4], 2, 2)
+    assert "quick" not in _compose("experiment=se_ablation").hydra.runtime.choices
 
 
 def test_se_ablation_builds_variants_with_and_without_se():
@@ -50,7 +56,7 @@ def test_se_ablation_builds_variants_with_and_without_se():
     assert params["model.se"].split(",") == ["true", "false"]
     assert cfg.model.name == "efficientnet_phi" and cfg.model.resolution == 260
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    assert _compose("experiment=se_ablation", "model.variant=b3", "+quick=true").model.resolution == 64
+    assert _compose("experiment=se_ablation", "model.variant=b3", "+quick=smoke").model.resolution == 64
     from hydra.utils import instantiate
 
     model = instantiate(model_cfg, num_classes=7)
@@ -65,7 +71,7 @@ def test_launcher_configs_compose():
     assert _compose("hydra/launcher=slurm_gpu").hydra.launcher.gpus_per_node == 1
 
 
-QUICK_JOBS = ["experiment=scaling_ablation", "+quick=true", "quick_base_resolution=32", "logger=csv",
+QUICK_JOBS = ["experiment=scaling_ablation", "+quick=smoke", "quick_base_resolution=32", "logger=csv",
               "model=efficientnet_b0", "objective=standard,trades", "attack.steps=2", "dataset.cache_dir=null"]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trixai.data.synthetic import ISIC_CLASSES, SyntheticCXR, SyntheticLesions
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import ISIC_CLASSES
+from trixai.data.synthetic import SyntheticCXR, SyntheticLesions
 
 
 def lesions(tmp_path=None, **kw):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import trixai
-from trixai.errors import TrixaiError
-from trixai.robust.objectives import Standard
+from trixai.core.errors import TrixaiError
 from trixai.tasks.train import train
+from trixai.training.objectives import Standard
 
 
 def test_train_writes_run_files_and_reloads_exactly(compose_cfg, tmp_path):

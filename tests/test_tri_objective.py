@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_timm
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks import PGD
-from trixai.robust.objectives import TRADES, TriObjective, cam_ssim, trades_adversary
 from trixai.tasks.train import train
+from trixai.training.objectives import TRADES, TriObjective, cam_ssim, trades_adversary
 
 LAMBDA = 0.7
 

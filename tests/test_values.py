@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from trixai.errors import TrixaiError
-from trixai.tasks.values import as_list, parse_eps
+from trixai.core.errors import TrixaiError
+from trixai.core.values import as_list, parse_eps
 
 
 def test_one_item_or_a_list():

@@ -5,21 +5,29 @@ import json
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from trixai.core.errors import TrixaiError
 from trixai.data.synthetic import SyntheticLesions, render_lesion
-from trixai.errors import TrixaiError
-from trixai.io import export_model, model_metadata
 from trixai.models import create_model
+from trixai.models.export import export_model, model_metadata
 from trixai.robust.attacks import PGD
+from trixai.suites.robustness import RobustnessSuite
+from trixai.suites.runner import SuiteRun, run_suites
 from trixai.tasks.explain import run
-from trixai.xai.evaluate import explanation_suite
+from trixai.xai.explainers import TCAV, GradCAM, SEAttention
 
-SMALL = {"layer": "mid", "max_samples": 8, "batch_size": 8, "gallery_per_class": 1,
+SMALL = {"max_samples": 8, "batch_size": 8, "gallery_per_class": 1,
          "metrics": {"steps": 4, "baselines": ["blur", "constant"], "blur_sigma": 2.0, "topk": 0.15, "tolerance": 0,
                      "stability": True, "sanity": True, "sanity_samples": 4, "sanity_max_spearman": 0.5}}
+
+
+def explanation_suite(model, loader, out_dir, explainer, settings, attack=None) -> dict:
+    """The explanation suite over ``loader`` (stability against ``attack``), as trixai-explain runs it."""
+    suite = RobustnessSuite.from_config(None, eval_attack=attack, max_points=settings.get("max_samples"))
+    run_ = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings)
+    return run_suites(run_, loader, out_dir, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +43,10 @@ def model(lesions):
 
 @pytest.mark.parametrize("name", ["gradcam", "se_attention"])
 def test_suite_writes_reports_and_returns_flat_metrics(tmp_path, lesions, model, name):
-    cfg = OmegaConf.create({**SMALL, "name": name, "target": "label", "layer": "mid" if name == "gradcam" else "last"})
+    explainer = GradCAM(layer="mid") if name == "gradcam" else SEAttention(layer="last")
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=5), explainer_cfg=cfg,
-                                attack=PGD(steps=1), out_dir=tmp_path)
+    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=5), tmp_path, explainer,
+                                {**SMALL, "target": "label"}, attack=PGD(steps=1))
     report = json.loads((tmp_path / "explanations.json").read_text())
     assert report["n_samples"] == 8 and report["attack"]["steps"] == 1
     for key in ("deletion_auc_blur", "insertion_auc_constant", "average_drop", "pointing_game",
@@ -56,20 +64,19 @@ def test_suite_writes_reports_and_returns_flat_metrics(tmp_path, lesions, model,
 
 
 def test_suite_target_by_class_name_and_bad_target(tmp_path, lesions, model):
-    cfg = OmegaConf.create({"name": "gradcam", "target": "NV", **SMALL,
-                            "metrics": {**SMALL["metrics"], "sanity": False, "baselines": ["constant"]}})
-    explanation_suite(model, DataLoader(lesions.test, batch_size=8), explainer_cfg=cfg, out_dir=tmp_path)
+    settings = {**SMALL, "target": "NV", "metrics": {**SMALL["metrics"], "sanity": False, "baselines": ["constant"]}}
+    explanation_suite(model, DataLoader(lesions.test, batch_size=8), tmp_path, GradCAM(layer="mid"), settings)
     report = json.loads((tmp_path / "explanations.json").read_text())
     assert report["attack"] is None and "stability_ssim" not in report["metrics"]
-    cfg.target = "NOT_A_CLASS"
-    with pytest.raises(TrixaiError, match="explainer.target='NOT_A_CLASS'"):
-        explanation_suite(model, DataLoader(lesions.test, batch_size=8), explainer_cfg=cfg, out_dir=tmp_path)
+    with pytest.raises(TrixaiError, match="explanation.target='NOT_A_CLASS'"):
+        explanation_suite(model, DataLoader(lesions.test, batch_size=8), tmp_path, GradCAM(layer="mid"),
+                          {**settings, "target": "NOT_A_CLASS"})
 
 
 def test_suite_tcav_reports_per_class(tmp_path, lesions, model):
-    cfg = OmegaConf.create({"name": "tcav", "layer": "high", "concept": "ruler", "classes": ["NV", "MEL"],
-                            "n_concept": 6, "n_random_sets": 3, "max_samples": 14, "batch_size": 8, "seed": 0})
-    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=14), explainer_cfg=cfg, out_dir=tmp_path)
+    explainer = TCAV(layer="high", concept="ruler", classes=["NV", "MEL"], n_concept=6, n_random_sets=3,
+                     max_samples=14, batch_size=8, seed=0)
+    metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=14), tmp_path, explainer, {})
     report = json.loads((tmp_path / "explanations.json").read_text())
     assert {r["class_name"] for r in report["results"]} <= {"NV", "MEL"} and "xai/tcav/NV" in metrics
     assert "| NV |" in (tmp_path / "explanations.md").read_text()
@@ -87,8 +94,8 @@ def run_dir(tmp_path_factory, model):
 
 
 def _explain_cfg(compose_cfg, run_dir, *overrides):
-    return compose_cfg(f"ckpt={run_dir}", "explainer.max_samples=6", "explainer.batch_size=6",
-                       "explainer.metrics.steps=3", "explainer.metrics.sanity_samples=3", "attack.steps=1",
+    return compose_cfg(f"ckpt={run_dir}", "explanation.max_samples=6", "explanation.batch_size=6",
+                       "explanation.metrics.steps=3", "explanation.metrics.sanity_samples=3", "attack.steps=1",
                        *overrides, config_name="explain", tiny=False)
 
 
@@ -108,7 +115,7 @@ def test_trixai_explain_on_a_folder_of_pngs(compose_cfg, run_dir, tmp_path):
         image, _ = render_lesion(name, 90, rng)
         Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"{name}.png")
     cfg = _explain_cfg(compose_cfg, run_dir, f"inputs={folder}", "explainer=multiscale_gradcam",
-                       "explainer.metrics.sanity=false", "explainer.metrics.baselines=[constant]")
+                       "explanation.metrics.sanity=false", "explanation.metrics.baselines=[constant]")
     run(cfg)
     out = cfg.paths.output_dir
     rows = json.loads(open(f"{out}/predictions.json").read())

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.xai.gradcam import grad_cam
 from trixai.xai.multiscale import multiscale_grad_cam

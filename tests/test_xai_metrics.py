@@ -7,7 +7,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.xai.gradcam import grad_cam
 from trixai.xai.metrics.faithfulness import confidence_change, deletion_insertion, make_baseline, step_masks
@@ -124,7 +124,7 @@ def test_energy_pointing_game_and_topk_iou_hand_made():
 
 def test_ssim_hand_values_and_gradient():
     a, b = torch.full((1, 16, 16), 0.2), torch.full((1, 16, 16), 0.6)
-    c1, c2 = K1**2, K2**2
+    c1 = K1**2
     # constant maps: zero variances, so SSIM = luminance term * c2 / c2.
     assert float(ssim(a, b)) == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1), rel=1e-5)
     x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(0))

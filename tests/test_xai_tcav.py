@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.xai.concepts import ruler_sets
 from trixai.xai.tcav import tcav, train_cav
 
@@ -111,7 +111,7 @@ def test_concept_and_random_sets_from_folders(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from trixai.xai.evaluate import explanation_suite
+    from trixai.suites.explanation import explanation_suite
 
     rng = np.random.default_rng(0)
 

@@ -1,6 +1,17 @@
-"""trixai: robust, explainable medical-imaging experiments (Hydra x Lightning x timm)."""
+"""trixai: robust, explainable medical-imaging experiments (Hydra x Lightning x timm).
 
-from trixai.io import load_model
+``trixai.load_model`` is imported on first use, so the console scripts start without torch.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str):
+    if name == "load_model":
+        from trixai.models.export import load_model
+
+        return load_model
+    raise AttributeError(f"module 'trixai' has no attribute {name!r}")

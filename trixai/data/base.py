@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trixai.models.factory import TASKS
+from trixai.core.kinds import TASKS
 
 
 @dataclass(frozen=True)

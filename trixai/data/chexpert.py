@@ -18,17 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import CHEXPERT_COMPETITION as COMPETITION_TASKS
+from trixai.data.labels import CHEXPERT_OBSERVATIONS as OBSERVATIONS
 from trixai.data.source import FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
 from trixai.data.tables import bad_value, read_table
-from trixai.errors import TrixaiError
 
-OBSERVATIONS = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices",
-)
-COMPETITION_TASKS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 UNCERTAIN_POLICIES = ("u_ignore", "u_zeros", "u_ones")
 BLANK_POLICIES = ("zeros", "ignore")
 VALUES = {"1.0": 1.0, "1": 1.0, "0.0": 0.0, "0": 0.0, "-1.0": -1.0, "-1": -1.0, "": None}

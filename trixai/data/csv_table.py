@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
 from trixai.data.source import SPLITS, FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
 from trixai.data.tables import bad_value, read_table
-from trixai.errors import TrixaiError
 
 BINARY = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0}
 

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from trixai.core.errors import TrixaiError
 from trixai.data.base import DataInfo, DatasetBundle, class_counts, describe_counts
-from trixai.errors import TrixaiError
 
 log = logging.getLogger(__name__)
 

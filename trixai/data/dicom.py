@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
 from trixai.data.images import IMAGE_SUFFIXES
 from trixai.data.source import SPLITS, FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
-from trixai.errors import TrixaiError
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from trixai.data.labels import ISIC_CLASSES
 from trixai.data.source import FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
-from trixai.data.synthetic import ISIC_CLASSES
 from trixai.data.tables import bad_value, read_table
 
 METADATA = "HAM10000_metadata.csv"

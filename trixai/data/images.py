@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trixai.core.errors import TrixaiError
 from trixai.data.dicom import is_dicom, read_dicom
-from trixai.errors import TrixaiError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 CHANNELS = (1, 3)

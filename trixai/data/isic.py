@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import ISIC_CLASSES
 from trixai.data.source import FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
-from trixai.data.synthetic import ISIC_CLASSES
 from trixai.data.tables import bad_value, read_table
-from trixai.errors import TrixaiError
 
 PREFIX = "ISIC2018_Task3_"
 PARTS = {"train": "Training", "val": "Validation", "test": "Test"}

@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from trixai.core.errors import TrixaiError
 from trixai.data.base import ArrayDataset, DataInfo, DatasetBundle, class_counts, describe_counts
 from trixai.data.cache import cached_images, file_fingerprints
 from trixai.data.images import CHANNELS, DECODER_VERSION, to_channels
-from trixai.data.nih import FINDINGS
+from trixai.data.labels import CHESTMNIST_LABELS
 from trixai.data.source import Rows
-from trixai.errors import TrixaiError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-CHESTMNIST_LABELS = tuple(name.lower() for name in FINDINGS[:12]) + ("pleural", "hernia")
 
 
 class MedMNIST:

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
+from trixai.data.labels import NIH_FINDINGS as FINDINGS
 from trixai.data.source import Box, FileSource, SplitTable
 from trixai.data.splits import check_fractions, group_split
 from trixai.data.tables import bad_value, read_lines, read_table, require_file
-from trixai.errors import TrixaiError
 
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
 NO_FINDING = "No Finding"
 BOX_SPELLINGS = {"Infiltrate": "Infiltration"}  # BBox_List_2017.csv spells it differently
 DATA_ENTRIES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")  # original and 2020 re-release

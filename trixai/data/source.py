@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from trixai.core.errors import TrixaiError
 from trixai.data.base import ArrayDataset, DataInfo, DatasetBundle, describe_counts
 from trixai.data.cache import CachedImages, cached_images, file_fingerprints
 from trixai.data.images import DECODER_VERSION, BadImageError, box_to_output, check_image_options, read_image
 from trixai.data.splits import check_disjoint
-from trixai.errors import TrixaiError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 
 def check_fractions(fractions: Mapping[str, float], key: str, names: Sequence[str] | None = None) -> None:

@@ -8,27 +8,25 @@ information), chest findings are local structures with one mask per finding.
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 import json
 import logging
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from trixai.core.errors import TrixaiError
 from trixai.data.base import ArrayDataset, DataInfo, DatasetBundle, class_counts, describe_counts
-from trixai.errors import TrixaiError
+from trixai.data.labels import HAM_COUNTS, ISIC_CLASSES
+from trixai.data.labels import SYNTHETIC_CXR_FINDINGS as CXR_FINDINGS
 
 log = logging.getLogger(__name__)
 
-ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
-# HAM10000 training-set proportions (ISIC 2018 Task 3: 10,015 images).
-HAM_COUNTS = {"MEL": 1113, "NV": 6705, "BCC": 514, "AKIEC": 327, "BKL": 1099, "DF": 115, "VASC": 142}
-CXR_FINDINGS = ("Cardiomegaly", "Effusion", "Nodule", "Pneumothorax", "Consolidation")
 CXR_PREVALENCE = (0.3, 0.3, 0.3, 0.25, 0.3)
 SPLITS = ("train", "val", "test")
 GENERATOR_VERSION = 1

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -10,10 +10,9 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.core.kinds import TASKS
 from trixai.models import scaling  # noqa: F401  (registers the timm model "efficientnet_phi")
-
-TASKS = ("multiclass", "multilabel")
 
 
 class TrixModel(nn.Module):

@@ -3,9 +3,8 @@
 The network is built by timm's EfficientNet builder (``decode_arch_def`` + ``round_channels``):
 channels round to multiples of 8 (never more than 10% down), stage repeats are ``ceil(depth · repeats)``.
 Importing this module (``trixai.models`` does) registers the timm model ``efficientnet_phi`` so that
-``create_model("efficientnet_phi", num_classes, phi=1.5, se=False)`` works like any timm name, and the
-OmegaConf resolvers ``trixai.phi_resolution``, ``trixai.sweep_resolution`` and ``trixai.quick_or`` used by
-the shipped model and ablation configs.
+``create_model("efficientnet_phi", num_classes, phi=1.5, se=False)`` works like any timm name.
+:mod:`trixai.resolvers` exposes :func:`phi_resolution` and :func:`sweep_resolution` to the shipped configs.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from omegaconf import OmegaConf
 from timm.layers import make_divisible
 from timm.models import register_model
 from timm.models._efficientnet_builder import decode_arch_def, resolve_act_layer, resolve_bn_args, round_channels
@@ -22,7 +20,7 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.efficientnet import EfficientNet, _create_effnet
 from torch import nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -245,13 +243,3 @@ def sweep_resolution(name: str, phi: float = 0.0, variant: str | None = None, qu
     if not quick:
         return full
     return max(8, int(round(full * quick_base_resolution / 224 / 4)) * 4)
-
-
-def quick_or(quick: bool, quick_value: object, full_value: object) -> object:
-    """``quick_value`` in a ``+quick=true`` run, else ``full_value`` (for the ablation configs)."""
-    return quick_value if quick else full_value
-
-
-OmegaConf.register_new_resolver("trixai.phi_resolution", phi_resolution, replace=True)
-OmegaConf.register_new_resolver("trixai.sweep_resolution", sweep_resolution, replace=True)
-OmegaConf.register_new_resolver("trixai.quick_or", quick_or, replace=True)

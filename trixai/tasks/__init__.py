@@ -1,5 +1,5 @@
 """Task functions behind the console scripts; each module exposes a Hydra ``main``."""
 
-from trixai.resolvers import register
+from trixai.core.resolvers import register
 
 register()

@@ -12,11 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from trixai.errors import TrixaiError, user_errors
-from trixai.io import load_model
-from trixai.loggers import resolve_mode
-from trixai.robust.evaluate import MaskingSettings, robustness_suite
-from trixai.tasks.values import as_list, parse_eps
+from trixai.core.errors import TrixaiError, user_errors
+from trixai.models.export import load_model
+from trixai.suites.robustness import RobustnessSuite
+from trixai.suites.runner import SuiteRun, run_suites
+from trixai.tasks.loggers import resolve_mode
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -57,26 +57,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise TrixaiError(f"dataset classes {list(bundle.info.class_names)} differ from the model's "
                           f"{list(model.class_names)} (order matters)")
     loader = DataLoader(bundle.split(cfg.split), batch_size=int(cfg.batch_size), shuffle=False, num_workers=0)
-    attacks = [str(name) for name in as_list(cfg.attacks)]
-    overrides = OmegaConf.to_container(cfg.attack_settings, resolve=True) or {}
-    unknown = sorted(set(overrides) - set(attacks))
-    if unknown:
-        raise TrixaiError(f"attack_settings has entries {unknown} for attacks not in attacks={attacks}")
+    if cfg.robustness is None:
+        raise TrixaiError("robustness=none: trixai-eval needs a suite (robustness=cpu or robustness=full)")
+    suite = RobustnessSuite.from_config(OmegaConf.to_container(cfg.robustness, resolve=True), seed=int(cfg.seed))
     out_dir = Path(cfg.out_dir) if cfg.out_dir else _run_dir(ckpt)
     source = {"model": str(ckpt), "timm_name": meta.get("timm_name"), "dataset": data_cfg.get("_target_"),
               "split": cfg.split, "git": meta.get("git", {}).get("commit")}
     wandb_run = _wandb(cfg, meta, out_dir)
     try:
-        flat = robustness_suite(
-            model, loader, attacks={name: overrides.get(name) for name in attacks}, eps=parse_eps(cfg.eps),
-            out_dir=out_dir, masking_settings=MaskingSettings(**cfg.masking), early_stop=bool(cfg.early_stop),
-            progress=bool(cfg.progress), max_points=cfg.max_points, device=device, source=source, wandb_run=wandb_run,
-            seed=int(cfg.seed), channels_last=bool(cfg.channels_last),
-        )
+        run = SuiteRun(model, robustness=suite, device=device, partial_dir=out_dir / "partial",
+                       channels_last=bool(cfg.channels_last))
+        flat = run_suites(run, loader, out_dir, progress=bool(cfg.progress), source=source, wandb_run=wandb_run)
     finally:
         if wandb_run is not None:
             wandb_run.finish()
-    log.info("robustness report: %s", out_dir / "robustness.md")
     print(f"robustness report: {out_dir / 'robustness.md'}")
     return flat
 

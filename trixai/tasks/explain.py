@@ -14,14 +14,16 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
+from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.files import atomic_write_json
+from trixai.core.frozen import frozen_eval
+from trixai.core.values import as_list
 from trixai.data.images import IMAGE_SUFFIXES, read_image
-from trixai.errors import TrixaiError, user_errors
-from trixai.io import atomic_write_json, load_model
-from trixai.robust.attacks.base import frozen_eval
-from trixai.tasks.values import as_list
+from trixai.models.export import load_model
+from trixai.suites.robustness import RobustnessSuite
+from trixai.suites.runner import SuiteRun, run_suites
 from trixai.xai import figures
-from trixai.xai.evaluate import explanation_suite
-from trixai.xai.explainers import MAP_EXPLAINERS, explain, explainer_name
+from trixai.xai.explainers import MapExplainer
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +73,15 @@ def file_samples(paths: list[Path], model, *, resize: str, batch_size: int) -> l
             for i in range(len(paths))]
 
 
-def predictions_report(model, samples: list[dict], cfg: DictConfig, out_dir: Path) -> list[dict]:
+def predictions_report(model, samples: list[dict], explainer: MapExplainer, batch_size: int, out_dir: Path) -> list[dict]:
     """Prediction, confidence and a heatmap overlay PNG per input file; returns the rows of predictions.json."""
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     rows = []
-    size = int(cfg.explainer.get("batch_size", 16))
-    for start in range(0, len(samples), size):
-        chunk = samples[start:start + size]
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
         x = torch.stack([s["image"] for s in chunk]).to(device)
-        result = explain(model, x, None, cfg.explainer)
+        result = explainer(model, x, None)
         for sample, cam, target in zip(chunk, result.maps.cpu(), result.targets.cpu(), strict=True):
             logits = sample["logits"]
             probs = torch.sigmoid(logits) if model.task == "multilabel" else torch.softmax(logits, dim=0)
@@ -91,7 +92,7 @@ def predictions_report(model, samples: list[dict], cfg: DictConfig, out_dir: Pat
             if model.task == "multilabel":
                 row["positive_labels"] = [n for n, p in zip(model.class_names, probs, strict=True) if p > 0.5]
             figures.save_overlay(out_dir / row["overlay"], sample["image"], cam,
-                                 f"{sample['name']}: {label} ({row['confidence']:.1%}), {cfg.explainer.name}")
+                                 f"{sample['name']}: {label} ({row['confidence']:.1%}), {explainer.name}")
             rows.append(row)
     atomic_write_json(out_dir / "predictions.json", rows)
     return rows
@@ -113,7 +114,7 @@ def dataset_loader(cfg: DictConfig, model) -> DataLoader:
                           f"{list(model.class_names)} (ckpt={cfg.ckpt})")
     if cfg.split not in ("train", "val", "test"):
         raise TrixaiError(f"split={cfg.split!r} is not one of ['train', 'val', 'test']")
-    return DataLoader(bundle.split(cfg.split), batch_size=int(cfg.explainer.get("batch_size", 16)), shuffle=False)
+    return DataLoader(bundle.split(cfg.split), batch_size=int(cfg.explanation.batch_size), shuffle=False)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -122,29 +123,33 @@ def run(cfg: DictConfig) -> dict:
     if cfg.explainer is None:
         raise TrixaiError("explainer=none: trixai-explain needs one of explainer=gradcam, multiscale_gradcam, "
                           "se_attention, tcav")
-    name = explainer_name(cfg.explainer)
+    explainer = instantiate(cfg.explainer)
+    settings = OmegaConf.to_container(cfg.explanation, resolve=True)
     out_dir = Path(cfg.paths.output_dir)
     model = load_model(cfg.ckpt, map_location=resolve_device(cfg.device))
     attack = instantiate(cfg.attack) if cfg.get("attack") else None
     loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     try:
         if cfg.inputs is not None:
-            if name not in MAP_EXPLAINERS:
-                raise TrixaiError(f"inputs= needs a map explainer {list(MAP_EXPLAINERS)}; explainer={name} "
-                                  "scores concepts over a dataset")
+            if not isinstance(explainer, MapExplainer):
+                raise TrixaiError(f"inputs= needs a map explainer (gradcam, multiscale_gradcam, se_attention); "
+                                  f"explainer={explainer.name} scores concepts over a dataset")
             samples = file_samples(expand_inputs(cfg.inputs), model, resize=cfg.resize,
-                                   batch_size=int(cfg.explainer.get("batch_size", 16)))
-            rows = predictions_report(model, samples, cfg, out_dir)
+                                   batch_size=int(settings["batch_size"]))
+            rows = predictions_report(model, samples, explainer, int(settings["batch_size"]), out_dir)
             for row in rows:
                 log.info("%s: %s (%.1f%%)", row["file"], row["prediction"], 100 * row["confidence"])
             loader = [{k: torch.stack([s[k] for s in samples]) if k != "name" else [s[k] for s in samples]
                        for k in ("image", "target", "name")}]
-            max_samples = len(samples)
+            settings["max_samples"] = len(samples)
         else:
-            loader, max_samples = dataset_loader(cfg, model), int(cfg.max_samples)
+            loader = dataset_loader(cfg, model)
+        samples_needed = int(getattr(explainer, "max_samples", 0) or settings["max_samples"])
+        # the stability attack runs on the explained samples only, seeded per batch as in every suite
+        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=samples_needed)
+        suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings)
         wandb_logger = next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
-        metrics = explanation_suite(model, loader, explainer_cfg=cfg.explainer, attack=attack, out_dir=out_dir,
-                                    max_samples=max_samples, logger=wandb_logger)
+        metrics = run_suites(suites, loader, out_dir, progress=False, logger=wandb_logger)
         for logger in loggers:
             logger.log_metrics(metrics)
         for key, value in metrics.items():

@@ -10,9 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from trixai.errors import user_errors
-from trixai.io import atomic_write_json
-from trixai.profiling import profile_model
+from trixai.core.errors import user_errors
+from trixai.core.files import atomic_write_json
+from trixai.training.profiling import profile_model
 
 
 def profile_table(profile: dict, title: str) -> Table:

@@ -29,10 +29,10 @@ import matplotlib
 import yaml
 from omegaconf import DictConfig
 
-from trixai.errors import TrixaiError, user_errors
-from trixai.io import atomic_write_text
-from trixai.loggers import resolve_mode
-from trixai.tasks.values import as_list
+from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.files import atomic_write_text
+from trixai.core.values import as_list
+from trixai.tasks.loggers import resolve_mode
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -162,8 +162,8 @@ def _static_profile(run_dir: Path) -> dict[str, float]:
         return {}
     import torch  # noqa: PLC0415 - only needed for this fallback
 
-    from trixai.io import load_model  # noqa: PLC0415
-    from trixai.profiling import count_flops, count_parameters  # noqa: PLC0415
+    from trixai.models.export import load_model  # noqa: PLC0415
+    from trixai.training.profiling import count_flops, count_parameters  # noqa: PLC0415
 
     model = load_model(run_dir)
     flops = count_flops(model, torch.rand(1, model.in_chans, model.input_size, model.input_size))

@@ -13,16 +13,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.files import atomic_write_json
+from trixai.core.metrics import primary_metric
 from trixai.data.datamodule import TrixDataModule
-from trixai.errors import TrixaiError, user_errors
-from trixai.io import atomic_write_json, export_model, model_metadata
-from trixai.metrics import primary_metric
-from trixai.module import TrixModule
-from trixai.profiling import profile_model
-from trixai.results import print_results
-from trixai.robust.evaluate import MaskingSettings, robustness_suite
-from trixai.tasks.values import as_list, parse_eps
-from trixai.xai.evaluate import explanation_suite
+from trixai.models.export import export_model, model_metadata
+from trixai.suites.robustness import RobustnessSuite
+from trixai.suites.runner import SuiteRun
+from trixai.tasks.results import print_results
+from trixai.training.module import TrixModule
+from trixai.training.profiling import profile_model
 
 
 def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
@@ -37,7 +37,7 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
         class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
         clean_warmup_epochs=cfg.clean_warmup_epochs, warmup_class_weights=cfg.warmup_class_weighting,
-        cam_ssim_layer=cfg.cam_ssim_eval, channels_last=cfg.channels_last,
+        cam_ssim_layer=cfg.cam_ssim_eval, channels_last=cfg.channels_last, eval_seed=cfg.seed,
     )
 
 
@@ -50,26 +50,14 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def run_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, run_dir: Path,
-               wandb: WandbLogger | None) -> dict[str, float]:
-    """After the test phase: the robustness suite and the explanation suite, each when configured.
-
-    Returns flat metrics for the result table; the suites write their own reports into ``run_dir``.
-    """
-    extra: dict[str, float] = {}
-    loader = datamodule.test_dataloader()
-    if cfg.robustness:
-        settings = cfg.robustness
-        extra |= robustness_suite(
-            module.model, loader, attacks={name: settings.attack_settings.get(name) for name in as_list(settings.attacks)},
-            eps=parse_eps(settings.eps), out_dir=run_dir, masking_settings=MaskingSettings(**settings.masking),
-            early_stop=settings.early_stop, max_points=settings.max_points, progress=False,
-            source={"run_dir": str(run_dir)}, wandb_run=wandb.experiment if wandb else None, seed=cfg.seed,
-        )
-    if cfg.explainer:
-        extra |= explanation_suite(module.model, loader, explainer_cfg=cfg.explainer, attack=module.eval_attack,
-                                   out_dir=run_dir, max_samples=cfg.explainer.max_samples, logger=wandb)
-    return extra
+def test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
+    """The suites of the test phase: every (attack, eps) of ``robustness`` once per test batch (the evaluation
+    attack's run gives test/rob_*), and the explainer over the first test samples with those adversarial images."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    suite = RobustnessSuite.from_config(plain.get("robustness"), eval_attack=module.eval_attack, seed=cfg.seed)
+    return SuiteRun(module.model, robustness=suite, report_robustness=cfg.robustness is not None,
+                    explainer=instantiate(cfg.explainer) if cfg.explainer else None,
+                    explanation=plain.get("explanation"), channels_last=cfg.channels_last)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -101,7 +89,10 @@ def train(cfg: DictConfig) -> dict:
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
         score = checkpoint.best_model_score if best else None  # None without a monitor (Lightning's default callback)
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0] if cfg.test else {}
+        test = {}
+        if cfg.test:
+            module.test_suites = test_suites(cfg, module)
+            test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0]
         metrics = {
             "val": val,
             "test": {k: float(v) for k, v in test.items()},
@@ -115,7 +106,8 @@ def train(cfg: DictConfig) -> dict:
         if trainer.is_global_zero:
             wandb = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
             if cfg.test:
-                metrics["extra"] = run_suites(cfg, module, datamodule, run_dir, wandb)
+                metrics["extra"] = module.test_suites.finish(run_dir, source={"run_dir": str(run_dir)},
+                                                             wandb_run=wandb.experiment if wandb else None, logger=wandb)
             if cfg.profile:
                 metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics

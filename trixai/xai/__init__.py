@@ -1,4 +1,4 @@
-"""Explanations: Grad-CAM family, SE attention, TCAV and their metrics (the suite lives in ``trixai.xai.evaluate``)."""
+"""Explanations: Grad-CAM family, SE attention, TCAV and their metrics (the suite lives in ``trixai.suites.explanation``)."""
 
 from trixai.xai.gradcam import CamResult, grad_cam
 from trixai.xai.metrics.stability import spearman, ssim

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 TRAINING_EPS = 1e-8
 

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trixai.core.errors import TrixaiError
 from trixai.data.images import IMAGE_SUFFIXES, read_image
-from trixai.data.synthetic import ISIC_CLASSES, render_lesion
-from trixai.errors import TrixaiError
+from trixai.data.labels import ISIC_CLASSES
+from trixai.data.synthetic import render_lesion
 
 EMBEDDED_CONCEPTS = ("ruler",)
 

@@ -1,23 +1,21 @@
-"""The ``explainer`` config group as callables: one (N, H, W) saliency map per image for a given target.
+"""The ``explainer`` config group's targets: map explainers give one (N, H, W) map per image for a target class.
 
-``gradcam`` (``layer``), ``multiscale_gradcam`` (``weights`` per layer) and ``se_attention`` (``layer``) give
-maps; ``tcav`` gives concept scores instead (see :mod:`trixai.xai.tcav`).
+:class:`GradCAM` (``layer``), :class:`MultiScaleGradCAM` (``weights`` per layer) and :class:`SEAttention`
+(``layer``) are called as ``explainer(model, x, target)``; :class:`TCAV` holds the settings of a concept test
+and gives scores instead of maps (see :mod:`trixai.xai.tcav`).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
 from trixai.xai.gradcam import grad_cam
 from trixai.xai.multiscale import DEFAULT_WEIGHTS, multiscale_grad_cam
 from trixai.xai.se_attention import se_attention
-
-EXPLAINERS = ("gradcam", "multiscale_gradcam", "se_attention", "tcav")
-MAP_EXPLAINERS = EXPLAINERS[:3]
 
 
 @dataclass
@@ -30,28 +28,74 @@ class Explanation:
     extras: dict
 
 
-def explainer_name(cfg: Mapping) -> str:
-    name = cfg.get("name")
-    if name not in EXPLAINERS:
-        raise TrixaiError(f"explainer.name={name!r} is not one of {list(EXPLAINERS)}")
-    return name
+class MapExplainer(ABC):
+    """Base of the map explainers: ``explainer(model, x, target)`` (``target`` None = predicted class)."""
+
+    name = "map"
+
+    @abstractmethod
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int | None) -> Explanation:
+        """Maps of ``x`` for ``target`` (model frozen, state restored)."""
+
+    def settings(self) -> dict:
+        """Name and every setting, for reports."""
+        return {"name": self.name, **asdict(self)}
 
 
-def explain(model: nn.Module, x: Tensor, target: Tensor | int | None, cfg: Mapping) -> Explanation:
-    """Run the configured map explainer on a batch (``target`` None = predicted class)."""
-    name = explainer_name(cfg)
-    if name == "gradcam":
-        layer = cfg.get("layer", "final")
-        result = grad_cam(model, x, target, [layer])
-        return Explanation(result.maps[layer], result.logits, result.targets, {})
-    if name == "multiscale_gradcam":
-        weights = dict(cfg.get("weights") or DEFAULT_WEIGHTS)
-        result = multiscale_grad_cam(model, x, target, weights)
+@dataclass
+class GradCAM(MapExplainer):
+    """Grad-CAM (Selvaraju et al. 2017) at one layer: a preset of ``model.cam_layers`` or a module path."""
+
+    layer: str = "final"
+    name = "gradcam"
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int | None) -> Explanation:
+        result = grad_cam(model, x, target, [self.layer])
+        return Explanation(result.maps[self.layer], result.logits, result.targets, {})
+
+
+@dataclass
+class MultiScaleGradCAM(MapExplainer):
+    """Grad-CAM at several layers from one backward pass, fused by the weighted mean of ``weights``."""
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    name = "multiscale_gradcam"
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int | None) -> Explanation:
+        result = multiscale_grad_cam(model, x, target, dict(self.weights))
         return Explanation(result.maps["fused"], result.logits, result.targets,
                            {"stage_maps": {k: v for k, v in result.maps.items() if k != "fused"}})
-    if name == "se_attention":
-        result = se_attention(model, x, target, cfg.get("layer", "last"))
+
+
+@dataclass
+class SEAttention(MapExplainer):
+    """Squeeze-and-excitation gates (EfficientNet) and the gate-weighted map of the SE module ``layer``."""
+
+    layer: str = "last"
+    name = "se_attention"
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int | None) -> Explanation:
+        result = se_attention(model, x, target, self.layer)
         (cam,) = result.maps.values()
-        return Explanation(cam, result.logits, result.targets, {"gates": result.gates, "se": result})
-    raise TrixaiError("explainer=tcav scores concepts and gives no saliency maps; use gradcam, multiscale_gradcam "
-                      "or se_attention for maps")
+        return Explanation(cam, result.logits, result.targets, {"gates": result.gates})
+
+
+@dataclass
+class TCAV:
+    """Settings of TCAV (Kim et al. 2018) for the explanation suite: ``concept`` (``ruler`` or a folder) at
+    ``layer``, ``n_random_sets`` random counter-sets of ``n_concept`` images, over ``max_samples`` inputs."""
+
+    layer: str = "high"
+    concept: str = "ruler"
+    random_dir: str | None = None
+    classes: list | str | int | None = None
+    n_concept: int = 40
+    n_random_sets: int = 10
+    alpha: float = 0.05
+    max_samples: int = 140
+    batch_size: int = 32
+    seed: int = 0
+    name = "tcav"
+
+    def settings(self) -> dict:
+        return {"name": self.name, **asdict(self)}

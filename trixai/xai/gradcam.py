@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.robust.attacks.base import frozen_eval
+from trixai.core.frozen import frozen_eval
 from trixai.xai.base import TRAINING_EPS, layer_gradients, normalize_maps, resolve_layers, upsample_maps
 
 

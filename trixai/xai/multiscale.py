@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.xai.gradcam import CamResult, grad_cam
 
 DEFAULT_WEIGHTS = {"low": 0.3, "mid": 0.4, "high": 0.3}

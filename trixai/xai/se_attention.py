@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.robust.attacks.base import frozen_eval
+from trixai.core.errors import TrixaiError
+from trixai.core.frozen import frozen_eval
 from trixai.xai.base import normalize_maps, select_targets, upsample_maps
 
 

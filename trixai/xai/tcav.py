@@ -17,8 +17,8 @@ import torch
 from scipy import stats
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.robust.attacks.base import frozen_eval
+from trixai.core.errors import TrixaiError
+from trixai.core.frozen import frozen_eval
 from trixai.xai.base import layer_gradients, record_activations, resolve_layers
 
 

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import (
-    dlr_loss, is_fooled, label_flip_loss, margin, target_count, target_order, targeted_ce_loss, targeted_dlr_loss,
+    dlr_loss,
+    is_fooled,
+    label_flip_loss,
+    margin,
+    target_count,
+    target_order,
+    targeted_ce_loss,
+    targeted_dlr_loss,
 )
 from trixai.robust.attacks.pgd import NORMS, project, random_start
 from trixai.robust.attacks.targets import siblings_done, stacked_target_runs

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.core.frozen import frozen_eval
 from trixai.robust.attacks.apgd import APGD, APGDT
-from trixai.robust.attacks.base import Attack, frozen_eval
+from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.fab import FABT
 from trixai.robust.attacks.margins import is_fooled
 from trixai.robust.attacks.square import Square

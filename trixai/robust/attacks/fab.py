@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import is_fooled, signed_label_margins, target_count, target_order
 from trixai.robust.attacks.pgd import random_start

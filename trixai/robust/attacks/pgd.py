@@ -96,6 +96,10 @@ class PGD(Attack):
         if self.eps < 0 or self.alpha < 0 or self.steps < 1:
             raise ValueError(f"attack needs eps >= 0, alpha >= 0, steps >= 1 (got {self.eps}, {self.alpha}, {self.steps})")
 
+    @property
+    def name(self) -> str:
+        return f"pgd{self.steps}"
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         start = random_start(x, self.eps, self.norm) if self.random_start else x
         if self.early_stop:
@@ -121,3 +125,7 @@ class FGSM(PGD):
     def __post_init__(self) -> None:
         self.alpha, self.steps, self.random_start = self.eps, 1, False
         super().__post_init__()
+
+    @property
+    def name(self) -> str:
+        return "fgsm"

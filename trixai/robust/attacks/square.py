@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import is_fooled, margin
 

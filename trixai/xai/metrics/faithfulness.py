@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.robust.attacks.base import frozen_eval, memory_format
+from trixai.core.errors import TrixaiError
+from trixai.core.frozen import frozen_eval, memory_format
 
 BASELINES = ("blur", "constant")
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 
 def _check(maps: Tensor, masks: Tensor) -> Tensor:

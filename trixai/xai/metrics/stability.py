@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5

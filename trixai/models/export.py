@@ -1,4 +1,4 @@
-"""Run files: atomic writes, model export (safetensors + model.json) and :func:`load_model`.
+"""Model files: export (safetensors + model.json) and :func:`load_model`.
 
 Loading never unpickles arbitrary objects: ``.safetensors`` holds tensors only, ``.ckpt`` files are read with
 ``torch.load(weights_only=True)``, and a model is rebuilt only through a ``trixai.`` factory named in its metadata.
@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
+from trixai.core.files import atomic_write_json
 from trixai.models.factory import TrixModel
 
 FORMAT = "trixai-model/1"
 MODEL_FILE, META_FILE = "model.safetensors", "model.json"
 PACKAGES = ("trixai", "torch", "torchvision", "timm", "lightning", "torchmetrics", "hydra-core", "numpy")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def package_versions() -> dict[str, str]:

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from torch._C._profiler import _EventType
 from torch.utils.flop_counter import FlopCounterMode
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks import PGD
-from trixai.robust.objectives import TRADES
+from trixai.training.objectives import TRADES
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -197,7 +197,4 @@ def _train_step_peak(model: nn.Module, x: Tensor, logits_dim: int, *, device: to
             loss = objective(replica, x, y, attack=attack).loss
         loss.backward()
 
-    try:
-        return peak_memory_bytes(step, device=device)
-    finally:
-        del replica
+    return peak_memory_bytes(step, device=device)

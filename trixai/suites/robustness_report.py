@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trixai.io import atomic_write_json, atomic_write_text
+from trixai.core.files import atomic_write_json, atomic_write_text
 
 FIGURE = Path("figures") / "robust_accuracy_vs_eps.png"
 

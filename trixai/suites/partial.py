@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from trixai.io import atomic_write_json
+from trixai.core.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

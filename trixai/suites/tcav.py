@@ -8,10 +8,10 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.io import atomic_write_json, atomic_write_text
+from trixai.core.errors import TrixaiError
+from trixai.core.files import atomic_write_json, atomic_write_text, json_safe
 from trixai.xai.concepts import EMBEDDED_CONCEPTS, folder_images, random_subsets, ruler_sets
-from trixai.xai.evaluate import json_safe, plain_settings
+from trixai.xai.explainers import TCAV
 from trixai.xai.tcav import tcav
 
 
@@ -58,10 +58,11 @@ def _classes(spec, class_names: tuple[str, ...]) -> list[int]:
     return out
 
 
-def tcav_suite(model: nn.Module, samples, cfg: Mapping, out_dir: Path, *, class_names: tuple[str, ...],
+def tcav_suite(model: nn.Module, samples, settings: TCAV, out_dir: Path, *, class_names: tuple[str, ...],
                prefix: str = "xai/") -> dict[str, float]:
     """TCAV of the configured concept for each class with >= 2 images among ``samples``; writes
     explanations.json / explanations.md and returns ``{prefix}tcav/<class>`` (mean score) and p-values."""
+    cfg = settings.settings()
     device = samples.images.device
     size, in_chans = samples.images.shape[-1], samples.images.shape[1]
     concept, concept_images, randoms = concept_and_random_sets(cfg, samples.images, size=size, in_chans=in_chans)
@@ -78,7 +79,7 @@ def tcav_suite(model: nn.Module, samples, cfg: Mapping, out_dir: Path, *, class_
         rows.append(result.as_dict())
     if not rows:
         raise TrixaiError("TCAV found no class with >= 2 images in the sample: raise explainer.max_samples")
-    report = {"explainer": plain_settings(cfg),
+    report = {"explainer": cfg,
               "model": getattr(model, "name", type(model).__name__), "concept": concept, "layer": layer,
               "n_concept": len(concept_images), "n_random_sets": len(randoms), "results": rows}
     atomic_write_json(out_dir / "explanations.json", json_safe(report))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torchmetrics
+from torch import Tensor
 from torchmetrics import classification as tmc
 
 # Labels masked out (CheXpert U-Ignore) are passed to multi-label metrics as this value.
@@ -36,3 +37,16 @@ def classification_metrics(task: str, num_classes: int) -> torchmetrics.MetricCo
 def primary_metric(task: str) -> str:
     """The metric that ranks checkpoints: accuracy (multiclass) or macro AUROC (multi-label)."""
     return "acc" if task == "multiclass" else "auroc"
+
+
+def probabilities(logits: Tensor, task: str) -> Tensor:
+    """Softmax (multiclass) or sigmoid (multi-label), so metrics never guess whether inputs are logits."""
+    return logits.softmax(dim=1) if task == "multiclass" else logits.sigmoid()
+
+
+def metric_targets(targets: Tensor, label_mask: Tensor | None = None) -> Tensor:
+    """Integer targets for torchmetrics; multi-label labels masked out (U-Ignore) become ``IGNORE_INDEX``."""
+    if not targets.is_floating_point():
+        return targets
+    targets = targets.round().long()
+    return targets if label_mask is None else targets.masked_fill(label_mask == 0, IGNORE_INDEX)

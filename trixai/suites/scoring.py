@@ -3,7 +3,7 @@
 ``accuracy`` is top-1 accuracy (multiclass) or exact-match accuracy, every label right (multi-label).
 Multiclass adds top-2 (> 2 classes), balanced accuracy, macro F1 and per-class accuracy; multi-label adds
 macro AUROC/AUPRC, macro F1, mean per-label accuracy and per-label accuracy.
-Threshold metrics reuse :func:`trixai.metrics.classification_metrics`, the definitions used in training.
+Threshold metrics reuse :func:`trixai.core.metrics.classification_metrics`, the definitions used in training.
 """
 
 from __future__ import annotations
@@ -12,21 +12,8 @@ import torch
 from torch import Tensor
 from torchmetrics import classification as tmc
 
-from trixai.metrics import IGNORE_INDEX, classification_metrics
+from trixai.core.metrics import IGNORE_INDEX, classification_metrics, metric_targets, probabilities
 from trixai.robust.attacks.margins import is_fooled, margin
-
-
-def probabilities(logits: Tensor, task: str) -> Tensor:
-    """Softmax (multiclass) or sigmoid (multi-label), so metrics never guess whether inputs are logits."""
-    return logits.softmax(dim=1) if task == "multiclass" else logits.sigmoid()
-
-
-def metric_targets(targets: Tensor, label_mask: Tensor | None) -> Tensor:
-    """Integer targets for torchmetrics; masked-out labels become ``IGNORE_INDEX``."""
-    if not targets.is_floating_point():
-        return targets
-    targets = targets.round().long()
-    return targets if label_mask is None else targets.masked_fill(label_mask == 0, IGNORE_INDEX)
 
 
 def score(logits: Tensor, targets: Tensor, clean_logits: Tensor, class_names: list[str], task: str,

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.robust.attacks import PGD, Attack, frozen_eval, gradient_ascent
+from trixai.core.errors import TrixaiError
+from trixai.core.frozen import frozen_eval
+from trixai.robust.attacks import PGD, Attack, gradient_ascent
 from trixai.robust.losses import classification_loss, is_multilabel, output_divergence
 from trixai.xai.gradcam import CamResult, grad_cam
 from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, check_window, ssim

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from trixai.errors import TrixaiError
-from trixai.io import atomic_write_json, atomic_write_text
-from trixai.robust.attacks.base import Attack, frozen_eval
+from trixai.core.errors import TrixaiError
+from trixai.core.files import atomic_write_json, atomic_write_text, json_safe
+from trixai.core.frozen import frozen_eval
 from trixai.xai import figures
-from trixai.xai.explainers import Explanation, explain, explainer_name
+from trixai.xai.explainers import TCAV, Explanation, MapExplainer
 from trixai.xai.metrics.faithfulness import BASELINES, confidence_change, deletion_insertion
 from trixai.xai.metrics.localization import area_fraction, energy_pointing_game, pointing_game, topk_iou
 from trixai.xai.metrics.sanity import parameter_randomisation
@@ -42,28 +41,41 @@ class Samples:
     names: list[str]
 
 
-def collect_samples(loader: Iterable[dict], max_samples: int, device: torch.device) -> Samples:
-    """Concatenate sample-dict batches (``image``, ``target``, optional ``mask``/``has_mask``/``name``)."""
-    images, labels, masks, has_mask, names = [], [], [], [], []
-    count = 0
-    for batch in loader:
-        take = min(len(batch["image"]), max_samples - count)
-        images.append(batch["image"][:take])
-        labels.append(torch.as_tensor(batch["target"])[:take])
+class SampleCollector:
+    """Keeps the first ``max_samples`` samples of the batches it is given (``image``, ``target``, optional
+    ``mask``/``has_mask``/``name``), on the CPU, as the suites pass over a loader."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = int(max_samples)
+        self.parts: dict[str, list] = {"image": [], "target": [], "mask": [], "has_mask": [], "name": []}
+        self.count = 0
+
+    @property
+    def done(self) -> bool:
+        return self.count >= self.max_samples
+
+    def add(self, batch: Mapping) -> None:
+        take = min(len(batch["image"]), self.max_samples - self.count)
+        if take <= 0:
+            return
+        self.parts["image"].append(batch["image"][:take].cpu())
+        self.parts["target"].append(torch.as_tensor(batch["target"])[:take].cpu())
         if "mask" in batch:
-            masks.append(batch["mask"][:take])
+            self.parts["mask"].append(batch["mask"][:take].cpu())
             flags = batch.get("has_mask", torch.ones(take, dtype=torch.bool))
-            has_mask.append(torch.as_tensor(flags, dtype=torch.bool)[:take])
-        names.extend(list(batch.get("name", [str(count + i) for i in range(take)]))[:take])
-        count += take
-        if count >= max_samples:
-            break
-    if not images:
-        raise TrixaiError("the explanation loader yielded no samples")
-    mask_tensor = torch.cat(masks).to(device) if len(masks) == len(images) else None
-    flags = torch.cat(has_mask).to(device) if mask_tensor is not None else torch.zeros(count, dtype=torch.bool,
-                                                                                       device=device)
-    return Samples(torch.cat(images).to(device), torch.cat(labels).to(device), mask_tensor, flags, names)
+            self.parts["has_mask"].append(torch.as_tensor(flags, dtype=torch.bool)[:take].cpu())
+        self.parts["name"].extend(list(batch.get("name", [str(self.count + i) for i in range(take)]))[:take])
+        self.count += take
+
+    def samples(self, device: torch.device) -> Samples:
+        if not self.count:
+            raise TrixaiError("the explanation loader yielded no samples")
+        parts = self.parts
+        masks = torch.cat(parts["mask"]).to(device) if len(parts["mask"]) == len(parts["image"]) else None
+        flags = (torch.cat(parts["has_mask"]).to(device) if masks is not None
+                 else torch.zeros(self.count, dtype=torch.bool, device=device))
+        return Samples(torch.cat(parts["image"]).to(device), torch.cat(parts["target"]).to(device), masks, flags,
+                       parts["name"])
 
 
 def resolve_target(spec, class_names: tuple[str, ...]) -> str | int:
@@ -74,7 +86,7 @@ def resolve_target(spec, class_names: tuple[str, ...]) -> str | int:
         return spec
     if isinstance(spec, str) and spec in class_names:
         return class_names.index(spec)
-    raise TrixaiError(f"explainer.target={spec!r}: allowed are predicted, label, 0..{len(class_names) - 1} "
+    raise TrixaiError(f"explanation.target={spec!r}: allowed are predicted, label, 0..{len(class_names) - 1} "
                       f"or a class name {list(class_names)}")
 
 
@@ -89,17 +101,6 @@ def batch_targets(mode: str | int, logits: Tensor, labels: Tensor) -> Tensor:
         return labels.long()
     scored = torch.where(labels > 0.5, logits, torch.full_like(logits, -math.inf))
     return torch.where(labels.amax(dim=1) > 0.5, scored.argmax(dim=1), logits.argmax(dim=1))
-
-
-def json_safe(value):
-    """NaN/inf -> None recursively, so explanations.json stays valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def summary(values: Tensor) -> dict[str, float | int]:
@@ -126,7 +127,7 @@ def target_masks(samples: Samples, targets: Tensor) -> tuple[Tensor, Tensor] | N
     return chosen, valid
 
 
-def _explain_all(model: nn.Module, x: Tensor, labels: Tensor, mode: str | int, cfg: Mapping,
+def _explain_all(model: nn.Module, explainer: MapExplainer, x: Tensor, labels: Tensor, mode: str | int, cfg: Mapping,
                  targets: Tensor | None = None) -> Explanation:
     size = int(cfg.get("batch_size", 16))
     parts = []
@@ -139,16 +140,12 @@ def _explain_all(model: nn.Module, x: Tensor, labels: Tensor, mode: str | int, c
         else:
             with torch.no_grad():
                 tb = batch_targets(mode, model(xb), labels[start:start + size])
-        parts.append(explain(model, xb, tb, cfg))
+        parts.append(explainer(model, xb, tb))
     extras = {}
     if "gates" in parts[0].extras:
         extras["gates"] = {k: torch.cat([p.extras["gates"][k] for p in parts]) for k in parts[0].extras["gates"]}
     return Explanation(torch.cat([p.maps for p in parts]), torch.cat([p.logits for p in parts]),
                        torch.cat([p.targets for p in parts]), extras)
-
-
-def _attack_batched(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, size: int) -> Tensor:
-    return torch.cat([attack(model, x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)])
 
 
 def _gallery_indices(labels: Tensor, targets: Tensor, per_class: int) -> list[int]:
@@ -166,40 +163,24 @@ def _numbered_classes(model: nn.Module, x: Tensor) -> list[str]:
         return [str(i) for i in range(model(x).shape[1])]
 
 
-def plain_settings(cfg: Mapping) -> dict:
-    """The explainer config as a plain, resolved dict for the report."""
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+def explanation_suite(model: nn.Module, samples: Samples, *, explainer: MapExplainer | TCAV, settings: Mapping,
+                      out_dir: str | Path, adversarial: Tensor | None = None, attack: dict | None = None,
+                      logger=None, prefix: str = "xai/") -> dict[str, float]:
+    """Explain ``samples``, score the maps, write ``explanations.json``/``.md`` and ``figures/xai_*.png``.
 
-
-def explanation_suite(
-    model: nn.Module,
-    loader: Iterable[dict],
-    *,
-    explainer_cfg: Mapping,
-    attack: Attack | None = None,
-    out_dir: str | Path,
-    max_samples: int | None = None,
-    logger=None,
-    prefix: str = "xai/",
-) -> dict[str, float]:
-    """Explain up to ``max_samples`` images of ``loader``, score the maps, write reports and figures.
-
-    ``explainer_cfg``: the ``explainer`` config group. ``attack``: an :class:`~trixai.robust.attacks.Attack`
-    for the stability metrics (None skips them). ``logger``: a Lightning logger; figures go to it when it
-    can ``log_image`` (W&B). Returns ``{prefix + metric: mean}``.
+    ``explainer``: a target of the ``explainer`` group; ``settings``: the ``explanation`` group (target,
+    batch size, metrics, gallery). ``adversarial``: the samples under the evaluation attack (described by
+    ``attack``) for the stability metrics, None skips them. ``logger``: a Lightning logger; figures go to it
+    when it can ``log_image`` (W&B). Returns ``{prefix + metric: mean}``.
     """
-    name = explainer_name(explainer_cfg)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
-    max_samples = int(max_samples or explainer_cfg.get("max_samples", 64))
-    samples = collect_samples(loader, max_samples, device)
     class_names = tuple(getattr(model, "class_names", None) or _numbered_classes(model, samples.images[:1]))
-    if name == "tcav":
-        from trixai.xai.tcav_suite import tcav_suite
+    if isinstance(explainer, TCAV):
+        from trixai.suites.tcav import tcav_suite
 
-        return tcav_suite(model, samples, explainer_cfg, out_dir, class_names=class_names, prefix=prefix)
-    report = _map_suite(model, samples, explainer_cfg, attack, out_dir, class_names)
+        return tcav_suite(model, samples, explainer, out_dir, class_names=class_names, prefix=prefix)
+    report = _map_suite(model, samples, explainer, settings, adversarial, attack, out_dir, class_names)
     flat = {f"{prefix}{key}": value["mean"] for key, value in report["metrics"].items()}
     if report.get("sanity"):
         flat[f"{prefix}sanity_passed"] = float(report["sanity"]["passed"])
@@ -208,7 +189,7 @@ def explanation_suite(
     if logger is not None and hasattr(logger, "log_image"):
         for figure in report["figures"]:
             logger.log_image(key=f"{prefix}{Path(figure).stem}", images=[str(out_dir / figure)])
-    log.info("explanations (%s, n=%d) written to %s", name, report["n_samples"], out_dir)
+    log.info("explanations (%s, n=%d) written to %s", explainer.name, report["n_samples"], out_dir)
     return flat
 
 
@@ -239,27 +220,26 @@ def _localization(maps: Tensor, masks: Tensor, valid: Tensor, metrics_cfg: Mappi
     }
 
 
-def _stability(model: nn.Module, x: Tensor, labels: Tensor, result: Explanation, attack: Attack, mode,
-               cfg: Mapping) -> tuple[dict[str, dict], Tensor]:
+def _stability(model: nn.Module, explainer: MapExplainer, x: Tensor, labels: Tensor, result: Explanation,
+               x_adv: Tensor, attack: dict, mode, cfg: Mapping) -> tuple[dict[str, dict], Tensor]:
     """CAM(x) vs CAM(x_adv) for the same targets, and vs CAM(x + random +-eps signs) as a reference."""
-    x_adv = _attack_batched(attack, model, x, labels, int(cfg.get("batch_size", 16)))
-    maps_adv = _explain_all(model, x_adv, labels, mode, cfg, targets=result.targets).maps
+    maps_adv = _explain_all(model, explainer, x_adv, labels, mode, cfg, targets=result.targets).maps
     metrics = {"stability_ssim": summary(ssim(result.maps, maps_adv)),
                "stability_spearman": summary(spearman(result.maps, maps_adv))}
-    eps = getattr(attack, "eps", None)
-    if eps and getattr(attack, "norm", "linf") == "linf":
+    eps = attack.get("eps")
+    if eps and attack.get("norm", "linf") == "linf":
         signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(0)).to(x.device) * 2 - 1
-        maps_noise = _explain_all(model, (x + eps * signs).clamp(0, 1), labels, mode, cfg, targets=result.targets).maps
+        maps_noise = _explain_all(model, explainer, (x + eps * signs).clamp(0, 1), labels, mode, cfg, targets=result.targets).maps
         metrics["noise_ssim"] = summary(ssim(result.maps, maps_noise))
         metrics["noise_spearman"] = summary(spearman(result.maps, maps_noise))
     return metrics, maps_adv
 
 
-def _sanity(model: nn.Module, x: Tensor, result: Explanation, cfg: Mapping) -> dict:
+def _sanity(model: nn.Module, explainer: MapExplainer, x: Tensor, result: Explanation, cfg: Mapping) -> dict:
     metrics_cfg = cfg.get("metrics") or {}
     k = min(int(metrics_cfg.get("sanity_samples", 16)), len(x))
     rows = parameter_randomisation(model, x[:k], result.targets[:k],
-                                   lambda mdl, xb, tb: explain(mdl, xb, tb, cfg).maps, reference=result.maps[:k])
+                                   lambda mdl, xb, tb: explainer(mdl, xb, tb).maps, reference=result.maps[:k])
     threshold = float(metrics_cfg.get("sanity_max_spearman", 0.5))
     final = rows[-1]
     if math.isfinite(final["spearman"]):
@@ -270,23 +250,25 @@ def _sanity(model: nn.Module, x: Tensor, result: Explanation, cfg: Mapping) -> d
             "final_spearman": final["spearman"], "n": k}
 
 
-def _map_suite(model: nn.Module, samples: Samples, cfg: Mapping, attack: Attack | None, out_dir: Path,
+def _map_suite(model: nn.Module, samples: Samples, explainer: MapExplainer, cfg: Mapping, adversarial: Tensor | None,
+               attack: dict | None, out_dir: Path,
                class_names: tuple[str, ...]) -> dict:
     task = getattr(model, "task", "multiclass")
     metrics_cfg = cfg.get("metrics") or {}
     mode = resolve_target(cfg.get("target", "predicted"), class_names)
     x, labels = samples.images, samples.labels
-    result = _explain_all(model, x, labels, mode, cfg)
+    result = _explain_all(model, explainer, x, labels, mode, cfg)
     maps, targets = result.maps, result.targets
     metrics, curves = _faithfulness(model, x, maps, targets, cfg, task)
     located = target_masks(samples, targets)
     if located is not None and bool(located[1].any()):
         metrics.update(_localization(maps, *located, metrics_cfg))
     maps_adv = None
-    if attack is not None and metrics_cfg.get("stability", True):
-        stability, maps_adv = _stability(model, x, labels, result, attack, mode, cfg)
+    if adversarial is not None and attack is not None and metrics_cfg.get("stability", True):
+        stability, maps_adv = _stability(model, explainer, x, labels, result, adversarial.to(x.device), attack, mode,
+                                         cfg)
         metrics.update(stability)
-    sanity = _sanity(model, x, result, cfg) if metrics_cfg.get("sanity", True) else None
+    sanity = _sanity(model, explainer, x, result, cfg) if metrics_cfg.get("sanity", True) else None
     if sanity:
         metrics["sanity_final_ssim"] = {"mean": sanity["final_ssim"], "std": float("nan"), "n": sanity["n"]}
         metrics["sanity_final_spearman"] = {"mean": sanity["final_spearman"], "std": float("nan"), "n": sanity["n"]}
@@ -299,11 +281,12 @@ def _map_suite(model: nn.Module, samples: Samples, cfg: Mapping, attack: Attack 
                          maps_adv=maps_adv[chosen] if maps_adv is not None else None)
     figures.save_curves(out_dir / "figures" / "xai_curves.png", curves)
     report = {
-        "explainer": plain_settings(cfg),
+        "explainer": {**explainer.settings(), **{k: v for k, v in cfg.items() if k != "metrics"}},
+        "metric_settings": dict(cfg.get("metrics") or {}),
         "model": getattr(model, "name", type(model).__name__),
         "class_names": list(class_names),
         "n_samples": len(x),
-        "attack": attack.settings() if attack is not None and maps_adv is not None else None,
+        "attack": attack if maps_adv is not None else None,
         "metrics": metrics,
         "curves": {b: {k: c[f"{k}_curve"].mean(dim=0).tolist() for k in ("deletion", "insertion")}
                    for b, c in curves.items()},

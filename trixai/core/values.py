@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import ListConfig
 
-from trixai.errors import TrixaiError
+from trixai.core.errors import TrixaiError
 
 
 def as_list(value: object) -> list:

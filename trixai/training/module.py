@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from trixai.errors import TrixaiError
-from trixai.metrics import IGNORE_INDEX, classification_metrics
+from trixai.core.errors import TrixaiError
+from trixai.core.metrics import classification_metrics, metric_targets, probabilities
 from trixai.models.factory import TrixModel
 from trixai.robust.attacks import Attack
-from trixai.robust.objectives import Objective, Standard, cam_ssim
+from trixai.suites.robustness import RobustnessSuite, seeded
+from trixai.suites.runner import SuiteRun
+from trixai.training.objectives import Objective, Standard, cam_ssim
 
 
 class TrixModule(L.LightningModule):
@@ -26,6 +28,9 @@ class TrixModule(L.LightningModule):
     ``channels_last``: model and image batches in that memory format (faster convolutions on CPU and GPU).
     ``cam_ssim_layer``: also log ``{stage}/cam_ssim``, the SSIM between Grad-CAM maps of clean and attacked
     images at that layer (same per-sample target: the label, or the top prediction for multi-label).
+    ``eval_seed``: random starts of ``eval_attack`` are drawn from ``eval_seed + batch index`` (global RNG untouched).
+    The test phase runs through ``test_suites`` (a :class:`~trixai.suites.runner.SuiteRun`; by default one with
+    only ``eval_attack``): ``test/rob_*`` are the metrics of the suite's evaluation attack, from the same pass.
     """
 
     def __init__(self, model: TrixModel, objective: Objective, *, attack: Attack | None = None,
@@ -33,7 +38,7 @@ class TrixModule(L.LightningModule):
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
                  class_weights: Tensor | None = None, robust_eval: bool = True,
                  clean_warmup_epochs: int = 0, warmup_class_weights: bool = True, cam_ssim_layer: str | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, eval_seed: int = 0) -> None:
         super().__init__()
         objective.check(attack)
         self.model, self.objective, self.warmup_objective = model, objective, Standard()
@@ -49,22 +54,18 @@ class TrixModule(L.LightningModule):
         self.val_metrics, self.val_robust = metrics.clone(prefix="val/"), metrics.clone(prefix="val/rob_")
         self.test_metrics, self.test_robust = metrics.clone(prefix="test/"), metrics.clone(prefix="test/rob_")
         self.meta: dict = {}
+        self.eval_seed = int(eval_seed)
+        self.test_suites: SuiteRun | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def _scores(self, logits: Tensor) -> Tensor:
-        return logits.softmax(dim=1) if self.model.task == "multiclass" else logits.sigmoid()
+        return probabilities(logits, self.model.task)
 
     @staticmethod
     def _metric_target(batch: dict) -> Tensor:
-        target = batch["target"]
-        if not target.is_floating_point():
-            return target
-        target = target.long()
-        if "label_mask" in batch:
-            target = target.masked_fill(batch["label_mask"] == 0, IGNORE_INDEX)
-        return target
+        return metric_targets(batch["target"], batch.get("label_mask"))
 
     def setup(self, stage: str) -> None:
         # before the strategy wraps the model (DDP) and the optimiser is built
@@ -95,26 +96,50 @@ class TrixModule(L.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         return out.loss
 
-    def _evaluate(self, batch: dict, stage: str) -> None:
-        clean, robust = (self.val_metrics, self.val_robust) if stage == "val" else (self.test_metrics, self.test_robust)
+    def _check_grad_mode(self) -> None:
         if torch.is_inference_mode_enabled():
             raise TrixaiError("robust metrics need gradients: set trainer.inference_mode=false")
-        x, target = self._images(batch), self._metric_target(batch)
-        clean.update(self._scores(self.model(x)), target)
-        self.log_dict(clean, batch_size=len(x))
-        if self.eval_attack is not None:
-            x_adv = self.eval_attack(self.model, x, batch["target"])
-            robust.update(self._scores(self.model(x_adv)), target)
-            self.log_dict(robust, batch_size=len(x))
-            if self.cam_ssim_layer is not None:
-                similarity = cam_ssim(self.model, x, x_adv, batch["target"], self.cam_ssim_layer)[0]
-                self.log(f"{stage}/cam_ssim", similarity.mean(), batch_size=len(x))
+
+    def _log_cam_ssim(self, stage: str, x: Tensor, x_adv: Tensor, target: Tensor) -> None:
+        if self.cam_ssim_layer is not None:
+            similarity = cam_ssim(self.model, x, x_adv, target, self.cam_ssim_layer)[0]
+            self.log(f"{stage}/cam_ssim", similarity.mean(), batch_size=len(x))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._check_grad_mode()
+        x, target = self._images(batch), self._metric_target(batch)
+        self.val_metrics.update(self._scores(self.model(x)), target)
+        self.log_dict(self.val_metrics, batch_size=len(x))
+        if self.eval_attack is not None:
+            with seeded(self.eval_seed + batch_idx, x.device):
+                x_adv = self.eval_attack(self.model, x, batch["target"])
+            self.val_robust.update(self._scores(self.model(x_adv)), target)
+            self.log_dict(self.val_robust, batch_size=len(x))
+            self._log_cam_ssim("val", x, x_adv, batch["target"])
+
+    def on_test_start(self) -> None:
+        if self.test_suites is None:
+            suite = RobustnessSuite.from_config(None, eval_attack=self.eval_attack, seed=self.eval_seed)
+            self.test_suites = SuiteRun(self.model, robustness=suite, report_robustness=False,
+                                        channels_last=self.memory_format == torch.channels_last)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        """Clean and robust metrics from the suites' pass over this batch (one attack run per batch)."""
+        self._check_grad_mode()
+        x, target = self._images(batch), self._metric_target(batch)
+        result = self.test_suites.update(batch)
+        rows = 0 if result is None else result.rows  # points past the suite's max_points: clean metrics only
+        logits = [] if result is None else [result.clean_logits]
+        if rows < len(x):
+            with torch.no_grad():
+                logits.append(self.model(x[rows:]))
+        self.test_metrics.update(self._scores(torch.cat(logits)), target)
+        self.log_dict(self.test_metrics, batch_size=len(x))
+        if result is not None and result.eval_logits is not None:
+            self.test_robust.update(self._scores(result.eval_logits), target[:rows])
+            self.log_dict(self.test_robust, batch_size=rows)
+            if result.eval_images is not None:
+                self._log_cam_ssim("test", x[:rows], result.eval_images, batch["target"][:rows])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -1,0 +1,1 @@
+"""The bottom layer: errors, task kinds, frozen evaluation, metrics, atomic files, resolvers."""

@@ -1,0 +1,3 @@
+"""Task kinds: one class per image (multiclass, softmax) or independent labels (multilabel, sigmoid)."""
+
+TASKS = ("multiclass", "multilabel")

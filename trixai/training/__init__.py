@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the objectives, optimiser schedules and the efficiency profile."""
