@@ -18,7 +18,7 @@ import torch
 from trixai.models import create_model
 from trixai.training.profiling import profile_model
 
-# Published params / multiply-adds at 1000 classes (EfficientNet: Tan & Le 2019, design.md §2; ResNet-50: He et al.
+# Published params / multiply-adds at 1000 classes (EfficientNet: Tan & Le 2019, Table 1; ResNet-50: He et al.
 # 2016, 3.8-4.1 G depending on how the stem is counted; 25.6 M).
 MODELS = {
     "efficientnet_b0": (224, 5.3e6, 0.39e9),

@@ -174,8 +174,10 @@ def pytest_gpu(check: Check) -> Measured:
         failure = "no gpu tests collected"
     elif values["failed"] or values["errors"]:
         failure = f"{values['failed']} failed, {values['errors']} errors (see pytest_gpu.log)"
-    elif check.device.type == "cpu":
-        note = f"no CUDA: {note}" if values["skipped"] == counts["tests"] else note
+    elif check.device.type == "cuda" and values["skipped"]:
+        failure = f"{values['skipped']} gpu tests skipped on a CUDA machine (see pytest_gpu.log)"
+    if check.device.type == "cpu" and values["skipped"] == counts["tests"]:
+        note = f"no CUDA: {note}"
     return Measured({}, values, note, failure)
 
 
@@ -297,19 +299,21 @@ def deletion_insertion_check(check: Check) -> Measured:
                     f"(target >= {FAITHFULNESS_TARGET:.0f}x: {met}); max abs AUC difference {diff:.1e}", failure)
 
 
-def run_step(name: str, fn: Callable[[], Measured], device: torch.device) -> dict[str, Any]:
-    """Run one step: status, wall seconds, peak GPU memory (MiB, None on CPU), its numbers or its error."""
-    if device.type == "cuda":
+def run_step(name: str, fn: Callable[[], Measured], device: torch.device, in_process: bool = True) -> dict[str, Any]:
+    """Run one step: status, wall seconds, peak GPU memory (MiB; None on the CPU and for a step that runs in a
+    subprocess), its numbers or its error."""
+    measure = device.type == "cuda" and in_process
+    if measure:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     try:
         measured, error = fn(), None
-    except Exception as err:  # a failing step is recorded and the next one runs
+    except Exception as err:  # noqa: BLE001 - a failing step is recorded and the next one runs
         measured, error = Measured({}, {}, ""), f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=-3)}"
     synchronize(device)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if measure else None
     error = error or measured.failure
     result = {"status": "failed" if error else "ok", "seconds": seconds, "peak_gpu_mib": peak,
               **{key: value for key, value in asdict(measured).items() if key != "failure"}, "error": error}
@@ -416,15 +420,16 @@ def main() -> int:
     check = Check(device, CPU_SIZES if args.cpu else GPU_SIZES, args.out, env)
     steps: dict[str, Callable[[], Measured]] = {
         "pytest_gpu": lambda: pytest_gpu(check),
-        **{f"train_{name}": (lambda name=name: train_throughput(check, name)) for name in ("standard", "pgd_at",
-                                                                                           "trades")},
+        "train_standard": lambda: train_throughput(check, "standard"),
+        "train_pgd_at": lambda: train_throughput(check, "pgd_at"),
+        "train_trades": lambda: train_throughput(check, "trades"),
         "eval_pgd10": lambda: eval_pgd(check),
         "eval_autoattack": lambda: eval_autoattack(check),
         "gradcam": lambda: gradcam(check),
         "deletion_insertion": lambda: deletion_insertion_check(check),
     }
     torch.manual_seed(0)
-    results = {name: run_step(name, fn, device) for name, fn in steps.items()}
+    results = {name: run_step(name, fn, device, in_process=name != "pytest_gpu") for name, fn in steps.items()}
     report = {"mode": "cpu" if args.cpu else "gpu",
               "note": ("CPU mode: a smoke run of the script at tiny sizes; no number here is a GPU result"
                        if args.cpu else "GPU mode"),

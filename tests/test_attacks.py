@@ -13,7 +13,7 @@ EPS, ALPHA = 8 / 255, 2 / 255
 
 
 def reference_pgd(model, x, y, eps, alpha, steps, x0=None):
-    """Madry PGD written out from its definition (design.md §3), for comparison."""
+    """Madry PGD written out from its definition (Madry et al. 2018), for comparison."""
     model.eval()
     x_adv = x.clone() if x0 is None else x0.clone()
     for _ in range(steps):

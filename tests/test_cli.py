@@ -71,6 +71,8 @@ def test_other_entry_points_exist(script):
     ("attack@eval_attack=null", "(attack@eval_attack=none switches it off)"),
     ("model=null", "options: efficientnet_b0, efficientnet_b1"),
     ("hydra/launcher=null", "--hydra-help lists the options"),
+    ("robustness=null", "(robustness=none switches it off); options: cpu, full, none"),
+    ("+quick=true", "'quick' is a config group, chosen by name; options: smoke"),
 ])
 def test_a_config_group_set_to_null_gets_one_message(capsys, arg, expected):
     from trixai.cli import check_group_overrides
@@ -84,4 +86,4 @@ def test_a_config_group_set_to_null_gets_one_message(capsys, arg, expected):
 def test_null_for_a_plain_key_passes_through():
     from trixai.cli import check_group_overrides
 
-    check_group_overrides(["eval_attack=null", "robustness=null", "explainer=gradcam", "ckpt_path=null"])
+    check_group_overrides(["eval_attack=null", "profile=null", "explainer=gradcam", "ckpt_path=null", "test=false"])

@@ -13,7 +13,7 @@ from trixai.models import create_model
 from trixai.tasks.profile import run_profile
 from trixai.training.profiling import count_flops, model_bytes, peak_memory_bytes, profile_model
 
-# design.md §2: published params / FLOPs (multiply-adds) at 1000 classes and the published resolution.
+# Tan & Le 2019 (Table 1) and He et al. 2016: published params / FLOPs (multiply-adds) at 1000 classes and the published resolution.
 PUBLISHED = {"efficientnet_b0": (224, 5.3e6, 0.39e9), "efficientnet_b1": (240, 7.8e6, 0.70e9),
              "efficientnet_b2": (260, 9.2e6, 1.0e9), "efficientnet_b3": (300, 12e6, 1.8e9)}
 

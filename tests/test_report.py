@@ -13,7 +13,10 @@ from hydra import compose, initialize_config_module
 from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.models.export import export_model, model_metadata
-from trixai.tasks.report import build_report, flatten, pareto_front, sweep_order
+from trixai.tasks.aggregate import Configuration, Stat, pareto_front, seed_summary, sweep_order
+from trixai.tasks.render import markdown_table, report_markdown
+from trixai.tasks.report import build_report
+from trixai.tasks.runs import flatten
 from trixai.training.profiling import count_flops
 
 # (model, objective, seed) -> (test/acc, test/rob_acc, ssim mean); profiles per model.
@@ -34,7 +37,7 @@ PROFILES = {"efficientnet_b0": {"params": 5.3e6, "flops": 0.77e9, "latency_ms_b1
 def _write_run(run_dir: Path, model: str, objective: str, seed: int, values: tuple[float, float, float]) -> None:
     run_dir.mkdir(parents=True)
     acc, rob, ssim = values
-    metrics = {"val": {"val/acc": acc, "val/rob_acc": rob}, "test": {"test/acc": acc, "test/rob_acc": rob},
+    metrics = {"val": {"acc": acc, "rob_acc": rob}, "test": {"acc": acc, "rob_acc": rob},
                "monitor": "val/rob_acc", "best_score": rob, "epochs": 1, "profile": PROFILES[model]}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     meta = {"timm_name": model, "seed": seed, "input_size": 224,
@@ -75,6 +78,27 @@ def test_pareto_front_hand_made():
 
 def test_flatten_keeps_numbers_only():
     assert flatten({"a": {"b": 1, "c": "x", "d": [1, 2]}, "e": True, "f": None}) == {"a/b": 1.0, "e": 1.0}
+
+
+def test_seed_statistics_are_numbers_and_markdown_scales_them():
+    """Seed statistics are typed numbers (mean, std, n), not text; Markdown writes "mean ± std" in its units."""
+    rows = [{"sweep": "s", "run": str(seed), "model": "m", "objective": "o", "varied": "", "group_key": "model=m",
+             "seed": seed, "test/acc": acc, "test/auroc": float("nan"), "profile/params": params,
+             "profile/flops": 0.77e9}
+            for seed, acc, params in ((1, 0.80, 5.0e6), (2, 0.84, 5.6e6))]
+    [configuration] = seed_summary(rows, ["test/acc", "test/auroc", "test/f1", "profile/params", "profile/flops"])
+    assert isinstance(configuration, Configuration) and (configuration.n, configuration.seeds) == (2, (1, 2))
+    assert set(configuration.stats) == {"test/acc", "profile/params", "profile/flops"}  # no finite value: no statistic
+    params = configuration.stats["profile/params"]
+    assert isinstance(params, Stat) and isinstance(params.mean, float) and isinstance(params.std, float)
+    assert params.mean == pytest.approx(5.3e6) and params.std == pytest.approx(statistics.stdev([5.0e6, 5.6e6]))
+    assert params.n == 2
+    assert configuration.stats["profile/flops"] == Stat(mean=0.77e9, std=0.0, n=2)
+    table = markdown_table([configuration.stats], ["test/acc", "profile/params", "profile/flops", "test/auroc"])
+    assert table.splitlines() == ["| test/acc | params (M) | GFLOPs | test/auroc |", "|---|---|---|---|",
+                                  "| 0.82 ± 0.02828 | 5.3 ± 0.4243 | 0.77 ± 0 | — |"]
+    sections = report_markdown(rows, [configuration], ["test/acc", "profile/params"], [Path("s")], {})
+    assert sections[1].splitlines()[-1] == "| s | m | o | — | 2 | 0.82 ± 0.02828 | 5.3 ± 0.4243 |"
 
 
 def test_report_table_summary_and_figures(sweep_dir, tmp_path):
@@ -128,7 +152,7 @@ def test_a_single_metric_override_is_one_pattern(sweep_dir, tmp_path):
     """`stability_metric=test/cam_ssim` (a string, not a list) selects that column, not its characters."""
     for index, run_dir in enumerate(sorted(sweep_dir.glob("[0-9]"))):
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        metrics["test"]["test/cam_ssim"] = 0.5 + index / 100
+        metrics["test"]["cam_ssim"] = 0.5 + index / 100
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "report"
     paths = build_report(_cfg(sweep_dir, out, "stability_metric=test/cam_ssim", "extra_columns=test/rob_acc"))
@@ -162,7 +186,7 @@ def test_several_run_dirs_and_static_profile_fallback(tmp_path):
         meta = model_metadata(model, config={"model": {"_target_": "trixai.models.create_model",
                                                          "name": "test_efficientnet", "resolution": 32}}, seed=0)
         export_model(model, run_dir, meta)
-        (run_dir / "metrics.json").write_text(json.dumps({"test": {"test/acc": 0.5, "test/rob_acc": 0.25}}))
+        (run_dir / "metrics.json").write_text(json.dumps({"test": {"acc": 0.5, "rob_acc": 0.25}}))
         dirs.append(str(run_dir))
     out = tmp_path / "report"
     paths = build_report(_cfg(f"[{','.join(dirs)}]", out))

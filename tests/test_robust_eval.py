@@ -144,7 +144,7 @@ def test_trixai_eval_cli_on_a_run_dir(tmp_path):
               "dataset": dataset}
     run_dir = tmp_path / "run"
     export_model(model, run_dir, model_metadata(model, config=config, seed=0))
-    command = [sys.executable, "-c", "from trixai.tasks.eval import main; main()", f"ckpt={run_dir}",
+    command = [sys.executable, "-c", "from trixai.cli.eval import main; main()", f"ckpt={run_dir}",
                "robustness.attacks=[clean,fgsm,pgd2,autoattack]", "robustness.eps=[4/255,0.0313725490]",
                "+robustness.attack_settings.autoattack={steps: 3, targets: 1, queries: 5}", "robustness.masking.points=4",
                "robustness.masking.steps=2",

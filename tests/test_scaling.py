@@ -1,4 +1,4 @@
-"""Compound scaling: multipliers, rounded widths/depths, B0-B3 equal timm's models, the SE ablation, the config resolvers."""
+"""Compound scaling: multipliers, rounded widths/depths, B0-B3 equal timm's models, SE ablation, config resolvers."""
 
 import math
 

@@ -119,7 +119,7 @@ def test_submitit_local_multirun_of_two_quick_jobs(tmp_path):
     _run([_script("trixai-train"), "-m", *QUICK_JOBS, "threads=1", "hydra/launcher=submitit_local",
           "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep}"], tmp_path)
     metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
-    assert len(metrics) == 2 and all("test/acc" in m["test"] for m in metrics)
+    assert len(metrics) == 2 and all("acc" in m["test"] for m in metrics)
     assert list(sweep.glob(".submitit/*/*_log.out"))  # the jobs ran through submitit
 
 
@@ -129,4 +129,4 @@ def test_joblib_launcher_runs_two_quick_jobs_in_parallel(tmp_path):
     _run([_script("trixai-train"), "-m", *QUICK_JOBS, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
           f"hydra.sweep.dir={sweep}"], tmp_path)
     metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
-    assert len(metrics) == 2 and all("test/rob_acc" in m["test"] for m in metrics)
+    assert len(metrics) == 2 and all("rob_acc" in m["test"] for m in metrics)

@@ -116,4 +116,4 @@ def test_b0_at_64px_learns_the_lesions_in_a_few_cpu_minutes(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
-    assert test["test/bal_acc"] >= 0.8 and test["test/acc"] >= 0.8, test
+    assert test["bal_acc"] >= 0.8 and test["acc"] >= 0.8, test

@@ -1,1 +1,1 @@
-"""The bottom layer: errors, task kinds, frozen evaluation, metrics, atomic files, resolvers."""
+"""The bottom layer: errors, task kinds, frozen evaluation, metric collections, atomic files, config values."""

@@ -39,7 +39,7 @@ class Stage:
     repeats: int
 
 
-#: EfficientNet-B0 stages (design.md §2); stem 32 and head 1280 channels, SE ratio 0.25.
+#: EfficientNet-B0 stages (Tan & Le 2019, Table 1); stem 32 and head 1280 channels, SE ratio 0.25.
 B0_STAGES: tuple[Stage, ...] = (
     Stage("ds", 1, 3, 1, 16, 1),
     Stage("ir", 6, 3, 2, 24, 2),

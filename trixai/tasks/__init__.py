@@ -1,5 +1,1 @@
-"""Task functions behind the console scripts; each module exposes a Hydra ``main``."""
-
-from trixai.core.resolvers import register
-
-register()
+"""Task functions behind the console scripts (Hydra mains in :mod:`trixai.cli`): train, eval, explain, report, profile."""

@@ -6,13 +6,12 @@ import logging
 import os
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.errors import TrixaiError
 from trixai.models.export import load_model
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites
@@ -84,9 +83,3 @@ def _wandb(cfg: DictConfig, meta: dict, out_dir: Path):
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(project=cfg.wandb.project, name=f"eval-{meta.get('timm_name', 'model')}", job_type="eval",
                       dir=str(out_dir), mode=mode, config=OmegaConf.to_container(cfg, resolve=True))
-
-
-@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        evaluate(cfg)

@@ -6,7 +6,6 @@ import glob
 import logging
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -14,7 +13,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
 from trixai.core.frozen import frozen_eval
 from trixai.core.values import as_list
@@ -160,9 +159,3 @@ def run(cfg: DictConfig) -> dict:
         for logger in loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()
-
-
-@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="explain")
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        run(cfg)

@@ -1,4 +1,5 @@
-"""Weights & Biases logger that never prompts or hangs: offline without an API key or a reachable server."""
+"""Weights & Biases logging that never prompts or hangs (offline without an API key or a reachable server): the
+training runs' Lightning logger and the report's runs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import logging
 import netrc
 import os
 import socket
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -53,5 +57,32 @@ def wandb_logger(*, project: str, name: str, save_dir: str, mode: str = "auto", 
         log.info("W&B offline (no API key or server unreachable): sync later with `wandb sync %s/wandb`", save_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, name=name, save_dir=save_dir, mode=resolved, group=group,
-                       tags=list(tags or []), **kwargs)
+    logger = WandbLogger(project=project, name=name, save_dir=save_dir, mode=resolved, group=group,
+                         tags=list(tags or []), **kwargs)
+    # Lightning always passes `anonymous` (None here) to wandb.init, which warns that the setting has no effect
+    logger._wandb_init.pop("anonymous", None)
+    return logger
+
+
+def log_report(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], figures: Mapping[str, Path], *,
+               project: str, mode: str, out_dir: Path) -> None:
+    """``trixai-report``'s table (``columns`` of ``rows``) and figures: one W&B run per sweep group (the training
+    runs' group when recorded, else the sweep), its files in ``out_dir/wandb``; nothing when ``mode`` is disabled."""
+    if mode == "disabled":
+        return
+    import wandb  # noqa: PLC0415 - heavy import, only when logging
+
+    resolved = resolve_mode(mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    by_group: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_group[row["wandb_group"] or row["sweep"]].append(row)
+    images = {name.removesuffix(".png"): str(path) for name, path in figures.items()}
+    for group, members in by_group.items():
+        run = wandb.init(project=project, group=group, job_type="report", name=f"report-{group}", dir=str(out_dir),
+                         mode=resolved, reinit="finish_previous")
+        try:
+            table = wandb.Table(columns=list(columns), data=[[m.get(c) for c in columns] for m in members])
+            run.log({"report": table, **{name: wandb.Image(path) for name, path in images.items()}})
+        finally:
+            run.finish()

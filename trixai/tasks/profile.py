@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from trixai.core.errors import user_errors
 from trixai.core.files import atomic_write_json
 from trixai.training.profiling import profile_model
 
@@ -48,9 +46,3 @@ def run_profile(cfg: DictConfig) -> dict:
     atomic_write_json(Path(cfg.paths.output_dir) / "profile.json", profile)
     Console(width=110).print(profile_table(profile, f"profile: {model.name} on {profile['device']}"))
     return profile
-
-
-@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="profile")
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        run_profile(cfg)

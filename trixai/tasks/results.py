@@ -1,4 +1,5 @@
-"""The result table printed at the end of a run: clean vs attacked test metrics, plus suite rows."""
+"""The result tables printed at the end of a run: test metrics clean and under the evaluation attack, the suites'
+headline metrics (robust/*, xai/*), and the efficiency profile."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from rich.console import Console
 from rich.table import Table
 
 METRIC_ORDER = ("acc", "top2", "bal_acc", "f1", "auroc", "auprc", "cam_ssim")
-# Suite metrics shown in the table (all of them are in metrics.json and the suites' own reports).
-EXTRA_ROWS = ("robust/*/accuracy", "robust/masking_checks_*", "xai/pointing_game", "xai/energy_pointing_game",
+#: Suite metrics shown (all of them are in metrics.json's ``extra`` and the suites' own reports).
+SUITE_ROWS = ("robust/*/accuracy", "robust/masking_checks_*", "xai/pointing_game", "xai/energy_pointing_game",
               "xai/mask_area_fraction", "xai/topk_iou", "xai/deletion_auc_blur", "xai/insertion_auc_blur",
               "xai/stability_ssim", "xai/stability_spearman", "xai/sanity_passed", "xai/tcav*")
 PROFILE_ROWS = ("params", "macs", "latency_ms_b1", "throughput_b32")
 
 
 def attack_label(settings: dict | None) -> str:
+    """The attacked column's header, e.g. ``pgd-10 eps=2/255``."""
     if not settings:
         return "robust"
     eps = settings.get("eps")
@@ -23,9 +25,28 @@ def attack_label(settings: dict | None) -> str:
     return f"{settings.get('attack', 'attack')}{steps} eps={eps * 255:.3g}/255" if eps is not None else settings["attack"]
 
 
-def results_table(metrics: dict, meta: dict) -> Table:
-    """Rows: test metrics; columns: clean and, when the run had an evaluation attack, under it; then suite and
-    profile rows."""
+def results_tables(metrics: dict, meta: dict) -> list[Table]:
+    """The test table (rows: metrics; columns: clean and, when the run had an evaluation attack, under it), then a
+    table of the suite metrics and one of the profile when the run has them."""
+    extra, profile = metrics.get("extra") or {}, metrics.get("profile") or {}
+    sections = {
+        "robustness and explanation suites": [(k, v) for k, v in extra.items()
+                                              if any(fnmatch(k, p) for p in SUITE_ROWS)],
+        "efficiency profile": [(f"profile/{k}", profile[k]) for k in PROFILE_ROWS if k in profile],
+    }
+    return [_test_table(metrics, meta), *(_value_table(title, rows) for title, rows in sections.items() if rows)]
+
+
+def _value_table(title: str, rows: list[tuple[str, object]]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, _format(value))
+    return table
+
+
+def _test_table(metrics: dict, meta: dict) -> Table:
     config = meta.get("config", {})
     title = (f"test results: {meta.get('timm_name')} on {config.get('dataset', {}).get('_target_', '?').rsplit('.', 1)[-1]}"
              f", objective {config.get('objective', {}).get('_target_', '?').rsplit('.', 1)[-1]}")
@@ -33,26 +54,25 @@ def results_table(metrics: dict, meta: dict) -> Table:
     table.add_column("metric")
     table.add_column("clean", justify="right")
     test = metrics.get("test", {})
-    attacked = any(k.startswith("test/rob_") for k in test)
+    attacked = any(k.startswith("rob_") for k in test)
     if attacked:
         table.add_column(attack_label(metrics.get("eval_attack")), justify="right")
     for name in METRIC_ORDER:
-        if f"test/{name}" in test:
-            robust = test.get(f"test/rob_{name}")
-            cells = [f"{test[f'test/{name}']:.4f}", *(["—" if robust is None else f"{robust:.4f}"] if attacked else [])]
-            table.add_row(name, *cells)
-    rows = [(k, v) for k, v in metrics.get("extra", {}).items() if any(fnmatch(k, p) for p in EXTRA_ROWS)]
-    rows += [(f"profile/{k}", metrics["profile"][k]) for k in PROFILE_ROWS if k in metrics.get("profile", {})]
-    for name, value in rows:
-        table.add_row(name, _format(value), *([""] if attacked else []))
+        if name in test:
+            robust = test.get(f"rob_{name}")
+            attacked_cell = ["—" if robust is None else f"{robust:.4f}"] if attacked else []
+            table.add_row(name, f"{test[name]:.4f}", *attacked_cell)
     return table
 
 
-def _format(value) -> str:
+def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
     return str(value)
 
 
 def print_results(metrics: dict, meta: dict, console: Console | None = None) -> None:
-    (console or Console(width=110)).print(results_table(metrics, meta))
+    """Print :func:`results_tables`."""
+    console = console or Console(width=110)
+    for table in results_tables(metrics, meta):
+        console.print(table)

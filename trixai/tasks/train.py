@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -13,13 +12,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trixai.core.errors import TrixaiError, user_errors
+from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
 from trixai.core.metrics import primary_metric
 from trixai.data.datamodule import TrixDataModule
 from trixai.models.export import export_model, model_metadata
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun
+from trixai.tasks.quiet import quiet_third_party
 from trixai.tasks.results import print_results
 from trixai.training.module import TrixModule
 from trixai.training.profiling import profile_model
@@ -46,8 +46,9 @@ def _auto_monitor(cfg: DictConfig, task: str) -> str:
     return f"val/{robust}{primary_metric(task)}"
 
 
-def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+def _scalars(metrics: dict, stage: str) -> dict[str, float]:
+    """``stage``'s logged metrics without the stage prefix (``val/rob_acc`` -> ``rob_acc``), for metrics.json."""
+    return {k.removeprefix(f"{stage}/"): float(v) for k, v in metrics.items() if k.startswith(f"{stage}/")}
 
 
 def test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
@@ -62,6 +63,7 @@ def test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
 
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the content written to ``metrics.json``."""
+    quiet_third_party()
     if cfg.threads is not None:
         if not isinstance(cfg.threads, int) or cfg.threads < 1:
             raise TrixaiError(f"threads={cfg.threads!r}: expected a positive integer, or null for torch's default")
@@ -85,7 +87,7 @@ def train(cfg: DictConfig) -> dict:
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        val = _scalars(trainer.callback_metrics, "val/")
+        val = _scalars(trainer.callback_metrics, "val")
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
         score = checkpoint.best_model_score if best else None  # None without a monitor (Lightning's default callback)
@@ -95,7 +97,7 @@ def train(cfg: DictConfig) -> dict:
             test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0]
         metrics = {
             "val": val,
-            "test": {k: float(v) for k, v in test.items()},
+            "test": _scalars(test, "test"),
             "monitor": cfg.monitor,
             "best_checkpoint": best,
             "best_score": float(score) if score is not None else None,
@@ -124,10 +126,3 @@ def train(cfg: DictConfig) -> dict:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-@hydra.main(version_base="1.3", config_path="pkg://trixai.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    with user_errors():
-        metrics = train(cfg)
-    return metrics["best_score"]

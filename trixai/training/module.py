@@ -16,6 +16,7 @@ from trixai.robust.attacks import Attack
 from trixai.suites.robustness import RobustnessSuite, seeded
 from trixai.suites.runner import SuiteRun
 from trixai.training.objectives import Objective, Standard, cam_ssim
+from trixai.training.rng import rng_states, set_rng_states
 
 
 class TrixModule(L.LightningModule):
@@ -150,3 +151,8 @@ class TrixModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["trixai"] = self.meta
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:  # a resumed run draws what the uninterrupted run would have drawn
+            set_rng_states(checkpoint["rng_states"])

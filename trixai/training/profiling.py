@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -88,6 +89,9 @@ def peak_memory_bytes(fn: Callable[[], object], *, device: torch.device) -> int:
         fn()
         _synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - baseline)
+    # libkineto logs every profiler start/stop (USDT) and, on a CUDA build without a GPU, "gpuGetDeviceCount
+    # failed" on stderr; level 6 keeps it quiet (read when the profiler first starts; a user's setting wins)
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     allocations, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())

@@ -1,4 +1,5 @@
-"""Console entry points. Each imports its task lazily so ``--help`` stays fast."""
+"""Console entry points: ``trixai-train`` ... ``trixai-profile``. Each imports its Hydra main (and that main its task)
+only when called, so ``--help`` and ``--cfg job`` import neither torch nor timm."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import re
 import sys
 from importlib.resources import files
 
-_GROUP_NULL = re.compile(r"^(?P<key>\+{0,2}(?P<group>[\w/]+)(?:@[\w.]+)?)=null$")
+_GROUP_VALUE = re.compile(r"^(?P<key>\+{0,2}(?P<group>[\w/]+)(?:@[\w.]+)?)=(?:null|true|false)$")
 
 
 def check_group_overrides(argv: list[str]) -> None:
-    """Exit with one message for ``<config group>=null``, which Hydra rejects with a traceback: a group is chosen
-    by name, and the groups that can be off have a ``none`` option."""
+    """Exit with one message for ``<config group>=null`` (or ``=true``/``=false``, which YAML reads as booleans),
+    which Hydra rejects with a traceback: a group is chosen by name, and the groups that can be off have a ``none``
+    option (``+quick=smoke``, not ``+quick=true``)."""
     for arg in argv:
-        match = _GROUP_NULL.match(arg)
+        match = _GROUP_VALUE.match(arg)
         if match is None:
             continue
         key, group = match["key"], match["group"]
@@ -29,35 +31,35 @@ def check_group_overrides(argv: list[str]) -> None:
 
 
 def train() -> None:
-    from trixai.tasks.train import main
+    from trixai.cli.train import main
 
     check_group_overrides(sys.argv[1:])
     main()
 
 
 def evaluate() -> None:
-    from trixai.tasks.eval import main
+    from trixai.cli.eval import main
 
     check_group_overrides(sys.argv[1:])
     main()
 
 
 def explain() -> None:
-    from trixai.tasks.explain import main
+    from trixai.cli.explain import main
 
     check_group_overrides(sys.argv[1:])
     main()
 
 
 def report() -> None:
-    from trixai.tasks.report import main
+    from trixai.cli.report import main
 
     check_group_overrides(sys.argv[1:])
     main()
 
 
 def profile() -> None:
-    from trixai.tasks.profile import main
+    from trixai.cli.profile import main
 
     check_group_overrides(sys.argv[1:])
     main()

@@ -1,0 +1,23 @@
+"""Third-party noise silenced where it is made, one message at a time (no blanket filters)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertising tips ("💡 Tip: ... litlogger") on its rank-zero logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_third_party() -> None:
+    """Drop Lightning's tips and the FutureWarning that Lightning's own pytree helper triggers in torch >= 2.10
+    (``isinstance(treespec, LeafSpec)``: Lightning's code, nothing a trixai user can act on). Idempotent."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
