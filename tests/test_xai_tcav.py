@@ -111,7 +111,14 @@ def test_concept_and_random_sets_from_folders(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from trixai.suites.explanation import explanation_suite
+    from trixai.suites.robustness import RobustnessSuite
+    from trixai.suites.runner import SuiteRun, run_suites
+    from trixai.xai.explainers import TCAV
+
+    def explanation_suite(model, loader, settings, out_dir):
+        run = SuiteRun(model, robustness=RobustnessSuite.from_config(None, max_points=16), report_robustness=False,
+                       explainer=TCAV(**settings, max_samples=16))
+        return run_suites(run, loader, out_dir, progress=False)
 
     rng = np.random.default_rng(0)
 
@@ -128,14 +135,13 @@ def test_concept_and_random_sets_from_folders(tmp_path):
         write(tmp_path / "random" / f"set{k}", 20, False)
     g = torch.Generator().manual_seed(0)
     loader = [{"image": _images(16, g), "target": torch.tensor([0, 1] * 8)}]
-    cfg = {"name": "tcav", "layer": "high", "concept": str(tmp_path / "concept"),
+    cfg = {"layer": "high", "concept": str(tmp_path / "concept"),
            "random_dir": str(tmp_path / "random"), "n_concept": 20, "n_random_sets": 6, "classes": ["red"]}
-    metrics = explanation_suite(RedMinusGreen(), loader, explainer_cfg=cfg, out_dir=tmp_path / "out", max_samples=16)
+    metrics = explanation_suite(RedMinusGreen(), loader, cfg, tmp_path / "out")
     report = json.loads((tmp_path / "out" / "explanations.json").read_text())
     assert report["concept"] == "concept" and report["n_random_sets"] == 6
     row = report["results"][0]
     assert row["n_inputs"] == 8 and row["cav_accuracy_mean"] >= 0.9  # the red square is linearly separable
     assert metrics["xai/tcav/red"] == row["score_mean"] > 0.8 and row["score_mean"] > row["random_score_mean"]
     with pytest.raises(TrixaiError, match="does not exist"):
-        explanation_suite(RedMinusGreen(), loader, explainer_cfg={**cfg, "concept": str(tmp_path / "nope")},
-                          out_dir=tmp_path / "out", max_samples=16)
+        explanation_suite(RedMinusGreen(), loader, {**cfg, "concept": str(tmp_path / "nope")}, tmp_path / "out")

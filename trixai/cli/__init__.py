@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
+from importlib import import_module
 from importlib.resources import files
 
 _GROUP_VALUE = re.compile(r"^(?P<key>\+{0,2}(?P<group>[\w/]+)(?:@[\w.]+)?)=(?:null|true|false)$")
@@ -30,36 +32,15 @@ def check_group_overrides(argv: list[str]) -> None:
         raise SystemExit(2)
 
 
-def train() -> None:
-    from trixai.cli.train import main
+def _console_script(task: str) -> Callable[[], None]:
+    """The ``trixai-<task>`` entry point: check the overrides, then run ``trixai.cli.<task>.main``."""
 
-    check_group_overrides(sys.argv[1:])
-    main()
+    def run() -> None:
+        check_group_overrides(sys.argv[1:])
+        import_module(f"trixai.cli.{task}").main()
 
-
-def evaluate() -> None:
-    from trixai.cli.eval import main
-
-    check_group_overrides(sys.argv[1:])
-    main()
+    run.__name__ = run.__qualname__ = task
+    return run
 
 
-def explain() -> None:
-    from trixai.cli.explain import main
-
-    check_group_overrides(sys.argv[1:])
-    main()
-
-
-def report() -> None:
-    from trixai.cli.report import main
-
-    check_group_overrides(sys.argv[1:])
-    main()
-
-
-def profile() -> None:
-    from trixai.cli.profile import main
-
-    check_group_overrides(sys.argv[1:])
-    main()
+train, evaluate, explain, report, profile = map(_console_script, ("train", "eval", "explain", "report", "profile"))

@@ -8,6 +8,8 @@ from fnmatch import fnmatch
 from rich.console import Console
 from rich.table import Table
 
+from trixai.suites.robustness import eps_label
+
 METRIC_ORDER = ("acc", "top2", "bal_acc", "f1", "auroc", "auprc", "cam_ssim")
 #: Suite metrics shown (all of them are in metrics.json's ``extra`` and the suites' own reports).
 SUITE_ROWS = ("robust/*/accuracy", "robust/masking_checks_*", "xai/pointing_game", "xai/energy_pointing_game",
@@ -17,24 +19,31 @@ PROFILE_ROWS = ("params", "macs", "latency_ms_b1", "throughput_b32")
 
 
 def attack_label(settings: dict | None) -> str:
-    """The attacked column's header, e.g. ``pgd-10 eps=2/255``."""
+    """The attacked column's header: the registry name and eps, e.g. ``pgd10 eps=2/255``."""
     if not settings:
         return "robust"
     eps = settings.get("eps")
-    steps = f"-{settings['steps']}" if settings.get("attack") == "pgd" else ""
-    return f"{settings.get('attack', 'attack')}{steps} eps={eps * 255:.3g}/255" if eps is not None else settings["attack"]
+    return f"{settings.get('attack', 'attack')} eps={eps_label(eps)}" if eps is not None else settings["attack"]
 
 
 def results_tables(metrics: dict, meta: dict) -> list[Table]:
     """The test table (rows: metrics; columns: clean and, when the run had an evaluation attack, under it), then a
     table of the suite metrics and one of the profile when the run has them."""
     extra, profile = metrics.get("extra") or {}, metrics.get("profile") or {}
+    shown = _evaluation_attack_row(metrics.get("eval_attack"))  # already the test table's attacked column
     sections = {
         "robustness and explanation suites": [(k, v) for k, v in extra.items()
-                                              if any(fnmatch(k, p) for p in SUITE_ROWS)],
+                                              if k != shown and any(fnmatch(k, p) for p in SUITE_ROWS)],
         "efficiency profile": [(f"profile/{k}", profile[k]) for k in PROFILE_ROWS if k in profile],
     }
     return [_test_table(metrics, meta), *(_value_table(title, rows) for title, rows in sections.items() if rows)]
+
+
+def _evaluation_attack_row(settings: dict | None) -> str | None:
+    """The suite key of the evaluation attack's robust accuracy (``robust/pgd10/2_255/accuracy``)."""
+    if not settings or settings.get("eps") is None:
+        return None
+    return f"robust/{settings['attack']}/{eps_label(settings['eps']).replace('/', '_')}/accuracy"
 
 
 def _value_table(title: str, rows: list[tuple[str, object]]) -> Table:
