@@ -16,6 +16,7 @@ from trixai.models.export import load_model
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites
 from trixai.tasks.loggers import resolve_mode
+from trixai.tasks.quiet import quiet_third_party
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -44,6 +45,7 @@ def _run_dir(ckpt: Path) -> Path:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Load the model and data, run the suite, write the reports; returns the flat metrics."""
+    quiet_third_party()
     if cfg.split not in SPLITS:
         raise TrixaiError(f"split={cfg.split!r} is not one of {list(SPLITS)}")
     ckpt = Path(str(cfg.ckpt)).expanduser()

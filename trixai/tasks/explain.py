@@ -21,6 +21,7 @@ from trixai.data.images import IMAGE_SUFFIXES, read_image
 from trixai.models.export import load_model
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites
+from trixai.tasks.quiet import quiet_third_party
 from trixai.xai import figures
 from trixai.xai.explainers import MapExplainer
 
@@ -118,6 +119,7 @@ def dataset_loader(cfg: DictConfig, model) -> DataLoader:
 
 def run(cfg: DictConfig) -> dict:
     """Explain, score and report; returns the flat metrics written to the report."""
+    quiet_third_party()
     L.seed_everything(cfg.seed, workers=True)
     if cfg.explainer is None:
         raise TrixaiError("explainer=none: trixai-explain needs one of explainer=gradcam, multiscale_gradcam, "
