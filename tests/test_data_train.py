@@ -37,7 +37,8 @@ def test_fast_dev_run(tmp_path, dataset):
     run_dir = tmp_path / "run"
     overrides = [f"dataset={dataset}", f"dataset.root={root}", "model.name=test_efficientnet", "model.resolution=32",
                  "trainer.fast_dev_run=true", "logger=none", "attack=none", "data.batch_size=4",
-                 "data.eval_batch_size=4", f"paths.root_dir={tmp_path}", f"paths.output_dir={run_dir}",
+                 "data.eval_batch_size=4", "robustness=none", "explainer=none", "profile=null",  # data, not suites
+                 f"paths.root_dir={tmp_path}", f"paths.output_dir={run_dir}",
                  f"paths.data_dir={tmp_path / 'cache'}"]
     with initialize_config_module(config_module="trixai.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
