@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-demo: install  ## train TRADES on the embedded dataset, test clean + PGD-10, print the table
+demo: install  ## train TRADES on the embedded dataset, test clean + PGD-10, print the tables
 	$(BIN)/trixai-train experiment=demo
 
 lint: install  ## the layer contract (import-linter) and ruff

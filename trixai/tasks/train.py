@@ -18,7 +18,7 @@ from trixai.core.metrics import primary_metric
 from trixai.data.datamodule import TrixDataModule
 from trixai.models.export import export_model, model_metadata
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun
+from trixai.suites.runner import SuiteRun, run_suites
 from trixai.tasks.quiet import quiet_third_party
 from trixai.tasks.results import print_results
 from trixai.training.module import TrixModule
@@ -51,7 +51,7 @@ def _scalars(metrics: dict, stage: str) -> dict[str, float]:
     return {k.removeprefix(f"{stage}/"): float(v) for k, v in metrics.items() if k.startswith(f"{stage}/")}
 
 
-def test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
+def build_test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
     """The suites of the test phase: every (attack, eps) of ``robustness`` once per test batch (the evaluation
     attack's run gives test/rob_*), and the explainer over the first test samples with those adversarial images."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -92,8 +92,11 @@ def train(cfg: DictConfig) -> dict:
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
         score = checkpoint.best_model_score if best else None  # None without a monitor (Lightning's default callback)
         test = {}
+        # one process: the test loop drives the suites (each test batch attacked once); under DDP each rank sees a
+        # shard, so the test loop scores the evaluation attack alone and rank zero runs the suites on the whole set
+        single = trainer.world_size == 1
         if cfg.test:
-            module.test_suites = test_suites(cfg, module)
+            module.test_suites = build_test_suites(cfg, module) if single else None
             test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0]
         metrics = {
             "val": val,
@@ -108,8 +111,11 @@ def train(cfg: DictConfig) -> dict:
         if trainer.is_global_zero:
             wandb = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
             if cfg.test:
-                metrics["extra"] = module.test_suites.finish(run_dir, source={"run_dir": str(run_dir)},
-                                                             wandb_run=wandb.experiment if wandb else None, logger=wandb)
+                report = {"source": {"run_dir": str(run_dir)}, "wandb_run": wandb.experiment if wandb else None,
+                          "logger": wandb}
+                metrics["extra"] = (module.test_suites.finish(run_dir, **report) if single else
+                                    run_suites(build_test_suites(cfg, module), datamodule.test_dataloader(), run_dir,
+                                               progress=False, **report))
             if cfg.profile:
                 metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics
