@@ -148,10 +148,11 @@ class RobustnessSuite:
         return described
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, partial_dir: str | Path | None = None,
-              channels_last: bool = False, keep_images: int = 0) -> RobustnessPass:
-        """A pass of the suite over batches of ``model``'s inputs ([0, 1] images)."""
+              channels_last: bool = False, keep_images: int = 0, checks: bool = True) -> RobustnessPass:
+        """A pass of the suite over batches of ``model``'s inputs ([0, 1] images); ``checks=False`` when no
+        report will be written (the zero-gradient probe, a forward and backward per batch, is skipped)."""
         return RobustnessPass(self, model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                              keep_images=keep_images)
+                              keep_images=keep_images, checks=checks)
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -188,8 +189,8 @@ class RobustnessPass:
     """
 
     def __init__(self, suite: RobustnessSuite, model: nn.Module, *, device: torch.device | str | None,
-                 partial_dir: str | Path | None, channels_last: bool, keep_images: int) -> None:
-        self.suite, self.model = suite, model
+                 partial_dir: str | Path | None, channels_last: bool, keep_images: int, checks: bool = True) -> None:
+        self.suite, self.model, self.checks = suite, model, checks
         self.device = torch.device(device) if device is not None else None  # None: the model's, at each batch
         self.channels_last, self.keep_images = channels_last, keep_images
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -257,14 +258,17 @@ class RobustnessPass:
                 out = self.model(x)
             _sync(self.device)
             elapsed = time.perf_counter() - start
-            x_grad = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(classification_loss(self.model(x_grad), y_dev, reduction="sum"), x_grad)
-            cached = {"logits": out.cpu(), "targets": y.cpu(), "seconds": torch.tensor(elapsed),
-                      "zero_grad": (grad.flatten(1).abs().amax(dim=1) == 0).cpu()}
+            cached = {"logits": out.cpu(), "targets": y.cpu(), "seconds": torch.tensor(elapsed)}
+            if self.checks:
+                x_grad = x.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(classification_loss(self.model(x_grad), y_dev, reduction="sum"),
+                                              x_grad)
+                cached["zero_grad"] = (grad.flatten(1).abs().amax(dim=1) == 0).cpu()
             self.partial.save(f"clean_b{b:05d}", cached)
         self.clean["logits"].append(cached["logits"])
         self.clean["seconds"].append(float(cached["seconds"]))
-        self.clean["zero_grad"].append(cached["zero_grad"])
+        if self.checks:
+            self.clean["zero_grad"].append(cached["zero_grad"])
         return cached["logits"]
 
     def _attack(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor,

@@ -33,6 +33,12 @@ def as_sample_batch(batch: object) -> dict:
     raise TrixaiError(f"loader batches must be dicts with 'image'/'target' or (x, y) pairs, got {type(batch).__name__}")
 
 
+def samples_needed(explainer: MapExplainer | TCAV, explanation: Mapping) -> int:
+    """How many samples the explanation suite explains: TCAV's own ``max_samples``, else the ``explanation``
+    group's."""
+    return int(getattr(explainer, "max_samples", 0) or explanation.get("max_samples", 64))
+
+
 class SuiteRun:
     """The robustness suite over every batch it is given, and the explanation suite over the first samples.
 
@@ -50,13 +56,13 @@ class SuiteRun:
         self.explainer, self.explanation = explainer, dict(explanation or {})
         samples = 0
         if explainer is not None:
-            samples = int(getattr(explainer, "max_samples", 0) or self.explanation.get("max_samples", 64))
+            samples = samples_needed(explainer, self.explanation)
             if partial_dir is not None:
                 raise TrixaiError("partial results serve robustness-only runs; explanations need fresh adversarial "
                                   "images")
         self.collector = SampleCollector(samples) if explainer is not None else None
         self.robust = robustness.start(model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                                       keep_images=samples)
+                                       keep_images=samples, checks=report_robustness)
 
     @property
     def done(self) -> bool:

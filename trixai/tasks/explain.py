@@ -20,7 +20,7 @@ from trixai.core.values import as_list
 from trixai.data.images import IMAGE_SUFFIXES, read_image
 from trixai.models.export import load_model
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun, run_suites
+from trixai.suites.runner import SuiteRun, run_suites, samples_needed
 from trixai.tasks.quiet import quiet_third_party
 from trixai.xai import figures
 from trixai.xai.explainers import MapExplainer
@@ -145,9 +145,8 @@ def run(cfg: DictConfig) -> dict:
             settings["max_samples"] = len(samples)
         else:
             loader = dataset_loader(cfg, model)
-        samples_needed = int(getattr(explainer, "max_samples", 0) or settings["max_samples"])
         # the stability attack runs on the explained samples only, seeded per batch as in every suite
-        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=samples_needed)
+        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=samples_needed(explainer, settings))
         suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings)
         wandb_logger = next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
         metrics = run_suites(suites, loader, out_dir, progress=False, logger=wandb_logger)
