@@ -33,7 +33,14 @@ from trixai.core.frozen import frozen_eval
 from trixai.models import create_model
 from trixai.xai.base import normalize_maps, upsample_maps
 from trixai.xai.gradcam import grad_cam
-from trixai.xai.metrics.faithfulness import class_probability, deletion_insertion, make_baseline, trapezoid_auc
+from trixai.xai.metrics.faithfulness import (
+    PROTOCOLS,
+    class_probability,
+    deletion_insertion,
+    input_mean,
+    substrate,
+    trapezoid_auc,
+)
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -55,13 +62,14 @@ def pearson_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
 
 
-def per_image_loop_auc(model, x, maps, targets, steps, baseline_kind, blur_sigma):
+def per_image_loop_auc(model, x, maps, targets, steps, variant):
     """Reference: one forward per image and step (the usual RISE-style loop), same ranking and steps."""
     deletion, insertion = [], []
     with frozen_eval(model), torch.no_grad():
         for i in range(len(x)):
             image = x[i:i + 1]
-            base = make_baseline(image, baseline_kind, blur_sigma=blur_sigma)
+            chosen = PROTOCOLS[variant]  # both paths to/from the same substrate
+            base = substrate(image, chosen.deletion, chosen, input_mean(model, image.shape[1]))
             order = maps[i].flatten().argsort(descending=True, stable=True)
             d_curve, i_curve = [], []
             for k in range(steps + 1):
@@ -145,11 +153,11 @@ def main() -> None:
     # 3. Deletion / insertion: batched vs per-image loop, same steps
     n = args.faith_images
     xf, mf, tf = x[:n], ours[:n], targets[:n]
-    t_batched, batched = timed(lambda: deletion_insertion(model, xf, mf, tf, steps=args.steps, baseline="blur",
+    t_batched, batched = timed(lambda: deletion_insertion(model, xf, mf, tf, steps=args.steps, variant="blur",
                                                           batch_size=256), 1)
-    t_plain, _ = timed(lambda: deletion_insertion(model, xf, mf, tf, steps=args.steps, baseline="blur",
+    t_plain, _ = timed(lambda: deletion_insertion(model, xf, mf, tf, steps=args.steps, variant="blur",
                                                   batch_size=256, channels_last=False), 1)
-    t_loop, looped = timed(lambda: per_image_loop_auc(model, xf, mf, tf, args.steps, "blur", 5.0), 1)
+    t_loop, looped = timed(lambda: per_image_loop_auc(model, xf, mf, tf, args.steps, "blur"), 1)
     diff = max(float((batched["deletion_auc"] - looped[0]).abs().max()),
                float((batched["insertion_auc"] - looped[1]).abs().max()))
     images = 2 * n * (args.steps + 1)

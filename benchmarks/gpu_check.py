@@ -189,7 +189,7 @@ def train_throughput(check: Check, objective_name: str) -> Measured:
 
     s, device = check.sizes, check.device
     objective = {"standard": Standard, "pgd_at": PGDAT, "trades": TRADES}[objective_name]()
-    attack = PGD(eps=EPS, alpha=EPS / 4, steps=10) if objective.needs_attack else None
+    attack = PGD(eps=EPS, alpha=EPS / 4, steps=10) if objective.attacks is not None else None
     torch.manual_seed(0)
     model = create_model(s.model, NUM_CLASSES, resolution=s.size).to(device, memory_format=torch.channels_last)
     model.train()
@@ -280,11 +280,12 @@ def deletion_insertion_check(check: Check) -> Measured:
     n = len(x)
 
     def per_image() -> dict[str, Tensor]:
-        runs = [deletion_insertion(model, x[i:i + 1], maps[i:i + 1], y[i:i + 1], steps=s.faith_steps, batch_size=1)
+        runs = [deletion_insertion(model, x[i:i + 1], maps[i:i + 1], y[i:i + 1], variant="blur",
+                                   steps=s.faith_steps, batch_size=1)
                 for i in range(n)]
         return {key: torch.cat([run[key] for run in runs]) for key in ("deletion_auc", "insertion_auc")}
 
-    t_batch, batched = median_time(lambda: deletion_insertion(model, x, maps, y, steps=s.faith_steps),
+    t_batch, batched = median_time(lambda: deletion_insertion(model, x, maps, y, variant="blur", steps=s.faith_steps),
                                    check.device, 1, s.repeats)
     t_loop, looped = median_time(per_image, check.device, 1, s.repeats)
     diff = max(float((batched[key] - looped[key]).abs().max()) for key in ("deletion_auc", "insertion_auc"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from trixai.models import create_model
@@ -24,3 +25,12 @@ def tiny_timm(num_classes: int = 4, task: str = "multiclass", in_chans: int = 3,
 
 def state_snapshot(model: nn.Module) -> tuple[dict, list[bool]]:
     return ({k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()])
+
+
+class WeightRecorder(Callback):
+    """The model's state after every training batch, in the class attribute ``states`` (for Hydra-built runs)."""
+
+    states: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        WeightRecorder.states.append({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()})

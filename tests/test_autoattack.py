@@ -9,9 +9,12 @@ from scipy.optimize import linprog
 from torch import nn
 
 from trixai.robust.attacks import APGD, APGDT, FABT, AutoAttack, Square
-from trixai.robust.attacks.apgd import checkpoint_periods
+from trixai.robust.attacks.apgd import checkpoint_periods, halve_step
 from trixai.robust.attacks.autoattack import CLEAN_WRONG, ROBUST
 from trixai.robust.attacks.fab import project_linf_hyperplane_box
+from trixai.robust.attacks.margins import margin
+from trixai.robust.attacks.pgd import random_start
+from trixai.robust.attacks.square import square_fraction
 
 EPS = 8 / 255
 SHAPE = (3, 4, 4)
@@ -49,6 +52,90 @@ def test_apgd_checkpoints_follow_the_paper():
     periods = checkpoint_periods(100)
     assert periods == [22, 19, 16, 13, 10, 7, 6, 6]
     assert [sum(periods[: i + 1]) for i in range(len(periods))] == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def _rises(trace: list[float], previous: float) -> float:
+    """Steps whose loss beat the step before (the first one is compared with ``previous``)."""
+    return float(sum(b > a for a, b in zip([previous, *trace], trace)))
+
+
+def test_apgd_halves_when_the_loss_rose_at_most_at_75_percent_of_the_steps():
+    """Third checkpoint of 100 iterations: a 16-step period, 0.75 * 16 = 12 rises halve, 13 do not."""
+    assert checkpoint_periods(100)[2] == 16
+    twelve = [0.5, 0.6, 0.4, 0.7, 0.3, 0.8, 0.2, 0.9, 0.1, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]  # 4 falls
+    thirteen = [0.5, 0.6, 0.4, 0.7, 0.3, 0.8, 0.2, 0.9, 0.95, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]  # 3 falls
+    rises = torch.tensor([_rises(twelve, 0.4), _rises(thirteen, 0.4)])
+    assert rises.tolist() == [12.0, 13.0]
+    improved = torch.tensor([0.0, 0.0]), torch.tensor([1.6, 1.6])  # best loss at the last checkpoint, now
+    halved = halve_step(rises, 16, torch.tensor([False, False]), *improved)
+    assert halved.tolist() == [True, False]
+
+
+def test_apgd_first_checkpoint_ignores_a_stalled_best_loss_as_the_original():
+    """22 steps that all rise yet stay below the start's loss 1.0: the first checkpoint keeps the step (the
+    original starts with ``reduced_last_check = 1``); the same trace at a later checkpoint halves it."""
+    trace = [0.1 + 0.01 * k for k in range(22)]
+    rises = torch.tensor([_rises(trace, 0.0)])  # the original compares the first step with a zero row
+    assert rises.item() == 22.0
+    best, start = torch.tensor([1.0]), torch.tensor([1.0])
+    assert not halve_step(rises, 22, torch.tensor([True]), start, best).item()
+    assert halve_step(rises, 22, torch.tensor([False]), start, best).item()
+    assert not halve_step(rises, 22, torch.tensor([False]), start, torch.tensor([1.5])).item()
+
+
+def test_square_p_schedule_original_and_rescaled():
+    """AutoAttack's Square: p_init 0.8 halved after queries 10, 50, 200, 500, 1000, 2000, 4000 of 5,000;
+    the standalone default rescales the 10,000-query schedule to the budget (halved after query 5 of 5,000)."""
+    original = {0: 0.8, 10: 0.8, 11: 0.4, 50: 0.4, 51: 0.2, 500: 0.1, 501: 0.05, 4000: 0.8 / 64, 4001: 0.8 / 128,
+                4999: 0.8 / 128}
+    for query, p in original.items():
+        assert square_fraction(0.8, query, 5000, rescale=False) == pytest.approx(p)
+    assert square_fraction(0.8, 5, 5000) == 0.8 and square_fraction(0.8, 6, 5000) == 0.4
+    assert square_fraction(0.8, 3001, 5000) == pytest.approx(0.8 / 256)  # query 6002 of 10,000
+    g = torch.Generator().manual_seed(0)
+    sides, tops, _ = Square(eps=EPS, queries=5000, variant="autoattack")._windows(32, 32, g, torch.device("cpu"))
+    # side = round(sqrt(p * 32 * 32)): 29 (p = 0.8), 20 (0.4), 3 (0.00625)
+    assert [int(sides[q]) for q in (0, 10, 11, 4001)] == [29, 29, 20, 3]
+    assert bool((tops <= 32 - sides - 1).all())  # the original's corner never reaches h - side
+    sides, tops, _ = Square(eps=EPS, queries=20, variant="autoattack")._windows(4, 4, g, torch.device("cpu"))
+    assert int(sides[0]) == 4 and int(tops[0]) == 0  # side up to min(h, w), the whole image
+    assert int(Square(eps=EPS, queries=20)._windows(4, 4, g, torch.device("cpu"))[0][0]) == 3  # standalone: h - 1
+
+
+class Recording(nn.Module):
+    """Keeps every input it sees."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.inputs = model, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.model(x)
+
+
+@pytest.mark.parametrize(("variant", "wasted"), [("autoattack", True), ("square", False)])
+def test_square_redraws_only_in_the_standalone_variant(variant, wasted):
+    """1x1 windows on 3 channels: a proposal changes nothing when its 3 signs repeat the pixel's (1/8). AutoAttack's
+    Square spends the query on it (~25 of 200), the standalone variant redraws (4 draws: 1/4096)."""
+    model, x0, y = boundary_model([2 * EPS])  # out of reach: every query is spent
+    recording = Recording(model)
+    Square(eps=EPS, queries=200, p_init=0.05, max_batch=1, variant=variant)(recording, x0, y)
+    best, unchanged = recording.inputs[1], 0  # inputs: the clean point, the stripes, then one query each
+    for candidate in recording.inputs[2:]:
+        with torch.no_grad():
+            better = float(margin(model(candidate), y)) < float(margin(model(best), y))
+        unchanged += int(torch.equal(candidate, best))
+        best = candidate if better else best
+    assert len(recording.inputs) == 202
+    assert (unchanged > 10) if wasted else unchanged == 0
+
+
+def test_autoattack_runs_square_in_its_original_variant():
+    components = AutoAttack(eps=EPS).describe(10, multilabel=False)
+    assert components[3]["name"] == "square" and components[3]["variant"] == "autoattack"
+    assert components[3]["p_init"] == 0.8 and components[3]["queries"] == 5000
+    assert Square(eps=EPS).variant == "square"
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -180,12 +267,12 @@ def _points(n: int = 8):
     return model, x, y
 
 
-@pytest.mark.parametrize("eps", [2 / 255, 4 / 255])
-def test_square_speculation_gives_exactly_the_sequential_search(eps):
+@pytest.mark.parametrize(("eps", "variant"), [(2 / 255, "square"), (4 / 255, "square"), (4 / 255, "autoattack")])
+def test_square_speculation_gives_exactly_the_sequential_search(eps, variant):
     model, x, y = _points()
-    sequential = Square(eps=eps, queries=300, max_batch=1)(model, x, y)
+    sequential = Square(eps=eps, queries=300, max_batch=1, variant=variant)(model, x, y)
     counting = CountingModel(model)
-    speculative = Square(eps=eps, queries=300, max_batch=64)(counting, x, y)
+    speculative = Square(eps=eps, queries=300, max_batch=64, variant=variant)(counting, x, y)
     assert torch.equal(sequential, speculative)
     assert 0 < int(_fooled_points(model, speculative, y).sum()) < len(y)  # the search accepted, fooled and failed
     assert max(counting.batches) > len(y) and max(counting.batches) <= 64  # proposals were stacked, within budget
@@ -212,3 +299,66 @@ def test_stacked_apgd_targets_respect_the_batch_budget_and_find_the_close_class(
     with torch.no_grad():
         assert model(adv).argmax(1).tolist() == [3, 3, 3]
     assert (adv - x).abs().max() <= EPS + 1e-7
+
+
+def _original_apgd(model, x, y, start, loss_fn, eps: float, steps: int):
+    """A plain reading of APGD-L-inf in AutoAttack's ``autopgd_base.py`` (one run from ``start``): a step-loss
+    history that starts as zeros (the first step is compared with a zero row), checkpoints 0.22 N, -0.03 N, >= 0.06 N,
+    halving when ``rises <= 0.75 * period`` or, except at the first checkpoint, when the best loss stalled.
+    Returns the highest-loss iterate and whether any iterate fooled the point."""
+
+    def evaluate(point):
+        point = point.clone().requires_grad_(True)
+        logits = model(point)
+        loss = loss_fn(logits, y)
+        (grad,) = torch.autograd.grad(loss.sum(), point)
+        return loss.detach(), grad, logits.argmax(1) != y
+
+    def project(point):  # the original's min(max(point, x - eps), x + eps), written as trixai rounds it
+        return (x + (point - x).clamp(-eps, eps)).clamp(0, 1)
+
+    n, view = len(x), (-1, 1, 1, 1)
+    period, shrink, shortest = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    current = start.clone()
+    loss, grad, fooled = evaluate(current)
+    best, best_grad, best_loss = current.clone(), grad.clone(), loss.clone()
+    previous, eta = current.clone(), torch.full((n,), 2 * eps, dtype=x.dtype)
+    history = torch.zeros(steps, n, dtype=x.dtype)
+    reduced_last, best_at_check, since = torch.ones(n, dtype=torch.bool), best_loss.clone(), 0
+    for i in range(steps):
+        a = 0.75 if i > 0 else 1.0
+        z = project(current + eta.view(view) * grad.sign())
+        previous, current = current, project(current + a * (z - current) + (1 - a) * (current - previous))
+        loss, grad, hit = evaluate(current)
+        fooled |= hit
+        history[i] = loss
+        better = loss > best_loss
+        best[better], best_grad[better], best_loss[better] = current[better], grad[better], loss[better]
+        since += 1
+        if since == period:
+            rises = sum((history[i - j] > history[i - j - 1]).to(x.dtype) for j in range(period))
+            halve = (rises <= 0.75 * period) | (~reduced_last & (best_at_check >= best_loss))
+            reduced_last, best_at_check = halve, best_loss.clone()
+            eta[halve] /= 2
+            current[halve], grad[halve] = best[halve], best_grad[halve]
+            period, since = max(period - shrink, shortest), 0
+    return best, fooled
+
+
+@pytest.mark.parametrize(("loss", "eps"), [("ce", 1 / 255), ("dlr", 2 / 255)])
+def test_apgd_follows_the_original_step_size_rule_iterate_for_iterate(loss, eps):
+    """100 iterations (all 8 checkpoints) on a float64 CNN: the points the original leaves robust get exactly its
+    highest-loss iterate, and the same points are fooled (CE: none of 8, the case where the previous rule, stall
+    check at the first checkpoint and ``<``, gave another iterate; DLR: 6 of 8, fooled points leave the batch)."""
+    model, x, y = _points()
+    torch.manual_seed(0)
+    ours = APGD(eps=eps, steps=100, loss=loss)(model, x, y)
+    torch.manual_seed(0)
+    start = random_start(x, eps, "linf")
+    attack = APGD(eps=eps, steps=100, loss=loss)
+    point_loss = attack.point_loss(model(x[:1]), y)
+    reference, fooled = _original_apgd(model, x, y, start, lambda logits, _: point_loss(logits, torch.arange(len(x))),
+                                       eps, 100)
+    assert torch.equal(_fooled_points(model, ours, y), fooled)
+    assert 0 < int((~fooled).sum())
+    assert torch.equal(ours[~fooled], reference[~fooled])

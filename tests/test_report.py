@@ -1,6 +1,7 @@
 """trixai-report: one row per run, mean ± std over seeds, Pareto fronts, W&B table, static profile fallback."""
 
 import csv
+import io
 import json
 import statistics
 from pathlib import Path
@@ -14,7 +15,7 @@ from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.models.export import export_model, model_metadata
 from trixai.tasks.aggregate import Configuration, Stat, pareto_front, seed_summary, sweep_order
-from trixai.tasks.render import markdown_table, report_markdown
+from trixai.tasks.render import markdown_table, report_markdown, summary_csv
 from trixai.tasks.report import build_report
 from trixai.tasks.runs import flatten
 from trixai.training.profiling import count_flops
@@ -96,9 +97,22 @@ def test_seed_statistics_are_numbers_and_markdown_scales_them():
     assert configuration.stats["profile/flops"] == Stat(mean=0.77e9, std=0.0, n=2)
     table = markdown_table([configuration.stats], ["test/acc", "profile/params", "profile/flops", "test/auroc"])
     assert table.splitlines() == ["| test/acc | params (M) | GFLOPs | test/auroc |", "|---|---|---|---|",
-                                  "| 0.82 ± 0.02828 | 5.3 ± 0.4243 | 0.77 ± 0 | — |"]
+                                  "| 0.82 ± 0.02828 [0.5659, 1.074] | 5.3 ± 0.4243 [1.488, 9.112] | 0.77 ± 0 [0.77, 0.77] | — |"]
     sections = report_markdown(rows, [configuration], ["test/acc", "profile/params"], [Path("s")], {})
-    assert sections[1].splitlines()[-1] == "| s | m | o | — | 2 | 0.82 ± 0.02828 | 5.3 ± 0.4243 |"
+    assert sections[1].splitlines()[-1] == "| s | m | o | — | 2 | 0.82 ± 0.02828 [0.5659, 1.074] | 5.3 ± 0.4243 [1.488, 9.112] |"
+
+
+def test_t_interval_across_seeds_matches_a_hand_computation():
+    """mean 0.3, sample std sqrt(0.07), t_{0.975, 2} = 4.302653: half-width 4.302653 * 0.264575 / sqrt(3)."""
+    low, high = Stat.of([0.1, 0.2, 0.6]).t_interval
+    half = 4.302653 * 0.07 ** 0.5 / 3 ** 0.5
+    assert (low, high) == pytest.approx((0.3 - half, 0.3 + half), abs=1e-6)
+    assert Stat.of([0.5]).t_interval is None  # one seed: no interval
+    rows = [{"sweep": "s", "model": "m", "objective": "o", "group_key": "model=m", "seed": seed, "test/acc": acc}
+            for seed, acc in ((1, 0.1), (2, 0.2), (3, 0.6))]
+    [row] = list(csv.DictReader(io.StringIO(summary_csv(seed_summary(rows, ["test/acc"]), ["test/acc"]))))
+    assert float(row["test/acc t95_low"]) == pytest.approx(0.3 - half, abs=1e-6)
+    assert float(row["test/acc t95_high"]) == pytest.approx(0.3 + half, abs=1e-6)
 
 
 def test_report_table_summary_and_figures(sweep_dir, tmp_path):

@@ -33,3 +33,12 @@ def test_a_run_without_attack_has_no_empty_robust_column():
     assert len(tables) == 1  # no suite or profile rows: no tables for them
     columns = _cells(tables[0])
     assert list(columns) == ["metric", "clean"] and columns["clean"] == ["0.8480", "0.5000"]
+
+
+def test_bootstrap_intervals_are_printed_beside_the_values():
+    metrics = {"test": {"acc": 0.8, "acc_ci95": [0.75, 0.85], "rob_acc": 0.5, "rob_acc_ci95": [0.4412, 0.5588]},
+               "eval_attack": {"attack": "pgd10", "eps": 2 / 255},
+               "extra": {"robust/fgsm/2_255/accuracy": 0.55, "robust/fgsm/2_255/accuracy_ci95": [0.5, 0.6]}}
+    test, suites = (_cells(table) for table in results_tables(metrics, META))
+    assert test["clean"] == ["0.8000 [0.750, 0.850]"] and test["pgd10 eps=2/255"] == ["0.5000 [0.441, 0.559]"]
+    assert suites == {"metric": ["robust/fgsm/2_255/accuracy"], "value": ["0.5500 [0.500, 0.600]"]}

@@ -12,9 +12,11 @@ from robust_helpers import blobs, fit, small_cnn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trixai.core.errors import TrixaiError
+from trixai.core.metrics import UndefinedMetricWarning
 from trixai.robust.registry import create_attack
 from trixai.suites.robustness import MaskingSettings, RobustnessSuite
 from trixai.suites.runner import SuiteRun, as_sample_batch, run_suites
+from trixai.suites.scoring import highest_loss_logits
 
 EPS = [2 / 255, 8 / 255]
 AA = {"steps": 6, "targets": 1, "queries": 20}
@@ -116,6 +118,43 @@ def test_multilabel_suite_reports_auroc_and_per_label_accuracy(tmp_path):
     assert 0 <= entry["macro_auroc"] <= 1 and 0 <= entry["macro_auprc"] <= 1
     assert entry["accuracy"] <= report["clean"]["accuracy"]
     assert "flip any label" in (tmp_path / "robustness.md").read_text()
+
+
+def test_early_stop_changes_accuracy_only_and_undefined_labels_are_left_out(tmp_path):
+    """Multi-label, label "c" never positive: its AUROC is undefined (warning, left out of the macro mean); with
+    early stop only accuracy changes source, every other metric comes from the same full-budget run."""
+    x, _ = blobs(24, 3, seed=1)
+    y = (torch.rand(24, 3, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    y[:, 2] = 0
+    model = fit(small_cnn(3, seed=1), x, y, steps=60)
+    model.task, model.class_names = "multilabel", ["a", "b", "c"]
+    loader = DataLoader([{"image": xi, "target": yi} for xi, yi in zip(x, y)], batch_size=12)
+    reports = {}
+    for early_stop in (False, True):
+        with pytest.warns(UndefinedMetricWarning, match=r"label 'c' \(no positives\) among 24 points"):
+            reports[early_stop] = evaluate_robustness(model, loader, attacks=["clean", "pgd5"], eps=[8 / 255],
+                                                      early_stop=early_stop, masking=None, bootstrap=200)
+    full, early = (reports[flag]["results"]["pgd5"]["8/255"] for flag in (False, True))
+    for key in ("macro_auroc", "macro_auprc", "macro_f1", "label_accuracy_macro", "mean_margin"):
+        assert early[key] == full[key], key
+    assert "with early stop" in early["metric_runs"]["accuracy, attack_success_rate, per-class accuracy"]
+    assert "with early stop" not in full["metric_runs"]["accuracy, attack_success_rate, per-class accuracy"]
+    clean = reports[False]["clean"]
+    assert clean["auroc_undefined"] == ["c"] and clean["per_label_auroc"]["c"] is None
+    assert clean["macro_auroc"] == pytest.approx((clean["per_label_auroc"]["a"] + clean["per_label_auroc"]["b"]) / 2)
+    assert full["macro_auroc"] <= clean["macro_auroc"]
+    for entry in (clean, full, reports[False]["worst_case"]["8/255"]):
+        low, high = entry["accuracy_ci95"]
+        assert low <= entry["accuracy"] <= high
+        assert entry["macro_auroc_ci95"][0] <= entry["macro_auroc"] <= entry["macro_auroc_ci95"][1]
+
+
+def test_worst_case_of_other_metrics_takes_the_highest_loss_output():
+    targets = torch.tensor([0, 1])
+    a = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[0.0, 2.0], [0.0, 3.0]])  # point 0: b fools it (higher CE); point 1: a has the lower margin
+    logits, chosen = highest_loss_logits([a, b], targets)
+    assert chosen.tolist() == [1, 0] and torch.equal(logits, torch.stack([b[0], a[1]]))
 
 
 def test_bad_input_names_the_culprit(trained):

@@ -19,7 +19,7 @@ def test_train_writes_run_files_and_reloads_exactly(compose_cfg, tmp_path):
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     for name in ("model.safetensors", "model.json", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
-                 "csv/metrics.csv"):
+                 "csv/metrics.csv", "report.html"):
         assert (run / name).is_file(), name
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "offline W&B run files"
     meta = json.loads((run / "model.json").read_text())
@@ -53,6 +53,17 @@ def test_multilabel_dataset_trains_with_auroc_monitor(compose_cfg):
                                 "dataset.n_val=20", "dataset.n_test=20"))
     assert metrics["monitor"] == "val/rob_auroc"
     assert {"auroc", "auprc", "rob_auroc"} <= set(metrics["test"])
+    per_label = metrics["test"]["auroc_per_label"]
+    assert list(per_label) == ["Cardiomegaly", "Effusion", "Nodule", "Pneumothorax", "Consolidation"]
+    defined = [v for v in per_label.values() if v is not None]
+    assert metrics["test"]["auroc"] == pytest.approx(sum(defined) / len(defined), abs=1e-5)
+    scalars = {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
+    assert {f"{k}_ci95" for k in scalars} <= set(metrics["test"])  # an interval beside every metric
+    for key, value in scalars.items():
+        low, high = metrics["test"][f"{key}_ci95"]
+        assert 0 <= low <= high <= 1, key
+    low, high = metrics["test"]["acc_ci95"]  # a mean: its percentile interval holds the point estimate
+    assert low <= metrics["test"]["acc"] <= high
 
 
 def test_no_attack_monitors_clean_accuracy(compose_cfg):
@@ -74,7 +85,7 @@ def test_nan_loss_stops_with_the_step(compose_cfg, monkeypatch):
 
 
 def test_trades_without_attack_is_refused(compose_cfg):
-    with pytest.raises(TrixaiError, match="objective=trades needs an adversary"):
+    with pytest.raises(TrixaiError, match=r"objective=trades cannot use attack=none: choose attack=fgsm\|pgd7\|pgd10"):
         train(compose_cfg("objective=trades", "attack=none"))
 
 

@@ -114,6 +114,8 @@ def test_tri_objective_trains_end_to_end_and_logs_terms(compose_cfg):
     metrics = train(cfg)
     assert "cam_ssim" in metrics["val"] and "cam_ssim" in metrics["test"]
     assert 0.0 <= metrics["test"]["cam_ssim"] <= 1.0
+    low, high = metrics["test"]["cam_ssim_ci95"]  # bootstrap interval of the mean over the test points
+    assert low <= metrics["test"]["cam_ssim"] <= high
     import csv
     from pathlib import Path
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))

@@ -1,5 +1,6 @@
 """The explanation suite and ``trixai-explain``: reports, figures and errors on tiny models."""
 
+import copy
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ from trixai.tasks.explain import run
 from trixai.xai.explainers import TCAV, GradCAM, SEAttention
 
 SMALL = {"max_samples": 8, "batch_size": 8, "gallery_per_class": 1,
-         "metrics": {"steps": 4, "baselines": ["blur", "constant"], "blur_sigma": 2.0, "topk": 0.15, "tolerance": 0,
+         "metrics": {"steps": 4, "faithfulness": ["rise", "constant"], "topk": 0.15, "tolerance": 15,
                      "stability": True, "sanity": True, "sanity_samples": 4, "sanity_max_spearman": 0.5}}
 
 
@@ -49,22 +50,47 @@ def test_suite_writes_reports_and_returns_flat_metrics(tmp_path, lesions, model,
                                 {**SMALL, "target": "label"}, attack=PGD(steps=1))
     report = json.loads((tmp_path / "explanations.json").read_text())
     assert report["n_samples"] == 8 and report["attack"]["steps"] == 1
-    for key in ("deletion_auc_blur", "insertion_auc_constant", "average_drop", "pointing_game",
+    for key in ("deletion_auc_rise", "insertion_auc_constant", "average_drop", "pointing_game",
                 "energy_pointing_game", "topk_iou", "stability_ssim", "stability_spearman"):
         entry = report["metrics"][key]
-        assert set(entry) == {"mean", "std", "n"} and metrics[f"xai/{key}"] == pytest.approx(entry["mean"])
+        assert {"mean", "std", "n"} <= set(entry) and metrics[f"xai/{key}"] == pytest.approx(entry["mean"])
         assert 0 < entry["n"] <= 8
     assert len(report["sanity"]["stages"]) > 3 and "xai/sanity_passed" in metrics
-    assert len(report["curves"]["blur"]["deletion"]) == 5
+    assert len(report["curves"]["rise"]["deletion"]) == 5
+    assert report["variants"]["pointing_game"]["tolerance_px"] == pytest.approx(15 * 64 / 224)
+    assert report["variants"]["deletion_insertion"]["rise"]["deletion"] == "mean"
     figures = ["figures/xai_gallery.png", "figures/xai_curves.png"]
     figures += ["figures/xai_se_gates.png"] if name == "se_attention" else []
     assert report["figures"] == figures and all((tmp_path / f).stat().st_size > 0 for f in figures)
     assert "| pointing_game |" in (tmp_path / "explanations.md").read_text()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    # 7 of 8 points on one class, top probability far from saturated: not degenerate
+    assert report["degeneracy"]["degenerate"] is False and report["uninformative"] is None
+    assert metrics["xai/degenerate"] == 0.0 and "Uninformative" not in (tmp_path / "explanations.md").read_text()
+
+
+def test_suite_marks_faithfulness_of_a_degenerate_model_uninformative(tmp_path, lesions, model):
+    """A constant-bias classifier: zero weights, bias 5 on class 0 -> class 0 for every image."""
+    constant = copy.deepcopy(model)
+    with torch.no_grad():
+        constant.backbone.classifier.weight.zero_()
+        constant.backbone.classifier.bias.copy_(torch.tensor([5.0, 0, 0, 0, 0, 0, 0]))
+    settings = {**SMALL, "metrics": {**SMALL["metrics"], "sanity": False}}
+    metrics = explanation_suite(constant, DataLoader(lesions.test, batch_size=8), tmp_path, GradCAM(layer="mid"),
+                                settings)
+    report = json.loads((tmp_path / "explanations.json").read_text())
+    assert report["degeneracy"]["degenerate"] and report["degeneracy"]["majority_class_share"] == 1.0
+    flagged = report["uninformative"]
+    assert "class 0 is predicted for 100.0% of the 8 points" in flagged["reason"]
+    assert {"deletion_auc_rise", "insertion_auc_constant", "average_drop", "increase_in_confidence",
+            "pointing_game"} <= set(flagged["metrics"]) and "mask_area_fraction" not in flagged["metrics"]
+    markdown = (tmp_path / "explanations.md").read_text()
+    assert "**Uninformative: degenerate model: class 0" in markdown and "| deletion_auc_rise (lower is better) " \
+        "† uninformative |" in markdown and metrics["xai/degenerate"] == 1.0
 
 
 def test_suite_target_by_class_name_and_bad_target(tmp_path, lesions, model):
-    settings = {**SMALL, "target": "NV", "metrics": {**SMALL["metrics"], "sanity": False, "baselines": ["constant"]}}
+    settings = {**SMALL, "target": "NV", "metrics": {**SMALL["metrics"], "sanity": False, "faithfulness": ["constant"]}}
     explanation_suite(model, DataLoader(lesions.test, batch_size=8), tmp_path, GradCAM(layer="mid"), settings)
     report = json.loads((tmp_path / "explanations.json").read_text())
     assert report["attack"] is None and "stability_ssim" not in report["metrics"]
@@ -74,7 +100,7 @@ def test_suite_target_by_class_name_and_bad_target(tmp_path, lesions, model):
 
 
 def test_suite_tcav_reports_per_class(tmp_path, lesions, model):
-    explainer = TCAV(layer="high", concept="ruler", classes=["NV", "MEL"], n_concept=6, n_random_sets=3,
+    explainer = TCAV(layer="high", concept="ruler", classes=["NV", "MEL"], n_concept=6, n_runs=2,
                      max_samples=14, batch_size=8, seed=0)
     metrics = explanation_suite(model, DataLoader(lesions.test, batch_size=14), tmp_path, explainer, {})
     report = json.loads((tmp_path / "explanations.json").read_text())
@@ -115,7 +141,7 @@ def test_trixai_explain_on_a_folder_of_pngs(compose_cfg, run_dir, tmp_path):
         image, _ = render_lesion(name, 90, rng)
         Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"{name}.png")
     cfg = _explain_cfg(compose_cfg, run_dir, f"inputs={folder}", "explainer=multiscale_gradcam",
-                       "explanation.metrics.sanity=false", "explanation.metrics.baselines=[constant]")
+                       "explanation.metrics.sanity=false", "explanation.metrics.faithfulness=[constant]")
     run(cfg)
     out = cfg.paths.output_dir
     rows = json.loads(open(f"{out}/predictions.json").read())

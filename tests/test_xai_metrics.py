@@ -2,19 +2,35 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.ndimage import convolve, gaussian_filter
 from scipy.stats import spearmanr
 from torch import nn
 
 from trixai.core.errors import TrixaiError
 from trixai.models import create_model
 from trixai.xai.gradcam import grad_cam
-from trixai.xai.metrics.faithfulness import confidence_change, deletion_insertion, make_baseline, step_masks
+from trixai.xai.metrics.degeneracy import degeneracy
+from trixai.xai.metrics.faithfulness import (
+    PROTOCOLS,
+    Protocol,
+    confidence_change,
+    deletion_insertion,
+    gaussian_blur,
+    input_mean,
+    rise_blur,
+    rise_kernel,
+    step_counts,
+    step_masks,
+    substrate,
+)
 from trixai.xai.metrics.localization import (
     area_fraction,
     energy_pointing_game,
     pointing_game,
+    scaled_tolerance,
     topk_iou,
 )
 from trixai.xai.metrics.sanity import parameter_randomisation
@@ -22,7 +38,13 @@ from trixai.xai.metrics.stability import K1, K2, spearman, ssim
 
 
 class MeanProbability(nn.Module):
-    """Two classes with p(class 0) = 0.1 + 0.8 * mean pixel value (softmax of log-probabilities)."""
+    """Two classes with p(class 0) = 0.1 + 0.8 * mean pixel value (softmax of log-probabilities); ``mean`` is the
+    colour its (notional) input normalisation maps to zero."""
+
+    def __init__(self, mean: float | None = None) -> None:
+        super().__init__()
+        if mean is not None:
+            self.register_buffer("mean", torch.tensor([mean]).view(1, 1, 1, 1))
 
     def forward(self, x):
         p = 0.1 + 0.8 * x.mean(dim=(1, 2, 3))
@@ -33,42 +55,88 @@ IMAGE = torch.tensor([0.8, 0.4, 0.2, 0.0]).view(1, 1, 2, 2)
 MAP = torch.tensor([[4.0, 3.0], [2.0, 1.0]]).unsqueeze(0)  # ranks the pixels in raster order
 
 
-def test_deletion_insertion_auc_hand_computed():
-    # Deletion to 0, 4 steps: pixel means 0.35, 0.15, 0.05, 0, 0 -> p = 0.1 + 0.8 m = .38 .22 .14 .1 .1
-    # AUC (trapezoid, dx = 1/4) = 0.25 * (.38/2 + .22 + .14 + .1 + .1/2) = 0.25 * 0.70 = 0.175.
-    # Insertion from 0: means 0, .2, .3, .35, .35 -> p = .1 .26 .34 .38 .38;
-    # AUC = 0.25 * (.05 + .26 + .34 + .38 + .19) = 0.25 * 1.22 = 0.305.
-    out = deletion_insertion(MeanProbability(), IMAGE, MAP, torch.tensor([0]), steps=4, baseline="constant")
+def test_rise_deletion_and_insertion_auc_hand_computed():
+    # RISE: one image row (W = 2 pixels) per step, so 2 steps; deletion to the normalised zero, mean colour 0.5.
+    # Deletion: pixel means .35, (.5 + .5 + .2 + 0) / 4 = .3, .5 -> p = .38, .34, .50;
+    # AUC (trapezoid, dx = 1/2) = 0.5 * (.19 + .34 + .25) = 0.39.
+    model = MeanProbability(mean=0.5)
+    out = deletion_insertion(model, IMAGE, MAP, torch.tensor([0]))
+    torch.testing.assert_close(out["deletion_curve"], torch.tensor([[0.38, 0.34, 0.50]]))
+    assert float(out["deletion_auc"]) == pytest.approx(0.39, abs=1e-6)
+    # Insertion from RISE's blur (checked against scipy below): p(blur), then the top row restored, then x.
+    blurred = substrate(IMAGE, "blur", PROTOCOLS["rise"], torch.tensor([0.5]))
+    middle = blurred.clone()
+    middle[0, 0, 0] = IMAGE[0, 0, 0]
+    expected = 0.1 + 0.8 * torch.stack([blurred.mean(), middle.mean(), IMAGE.mean()])
+    torch.testing.assert_close(out["insertion_curve"][0], expected)
+    assert float(out["insertion_auc"]) == pytest.approx(float(0.5 * (expected[0] / 2 + expected[1] + expected[2] / 2)))
+
+
+def test_custom_protocol_hand_computed():
+    # Insertion from black, 4 equal steps: means 0, .2, .3, .35, .35 -> p = .1 .26 .34 .38 .38;
+    # AUC = 0.25 * (.05 + .26 + .34 + .38 + .19) = 0.305. Deletion to black: p = .38 .22 .14 .1 .1 -> 0.175.
+    out = deletion_insertion(MeanProbability(mean=0.5), IMAGE, MAP, torch.tensor([0]), variant="constant", steps=4)
     torch.testing.assert_close(out["deletion_curve"], torch.tensor([[0.38, 0.22, 0.14, 0.10, 0.10]]))
     torch.testing.assert_close(out["insertion_curve"], torch.tensor([[0.10, 0.26, 0.34, 0.38, 0.38]]))
     assert float(out["deletion_auc"]) == pytest.approx(0.175, abs=1e-6)
     assert float(out["insertion_auc"]) == pytest.approx(0.305, abs=1e-6)
+    mixed = Protocol("t", deletion="mean", insertion="black", steps=2)
+    # deletion to 0.5 in 2 steps = the RISE deletion above; insertion from 0: p = .1, .34, .38 -> 0.29
+    out = deletion_insertion(MeanProbability(mean=0.5), IMAGE, MAP, torch.tensor([0]), variant=mixed)
+    assert float(out["deletion_auc"]) == pytest.approx(0.39, abs=1e-6)
+    assert float(out["insertion_auc"]) == pytest.approx(0.29, abs=1e-6)
+    with pytest.raises(TrixaiError, match="protocol 'nope'"):
+        deletion_insertion(MeanProbability(), IMAGE, MAP, torch.tensor([0]), variant="nope")
+
+
+def test_rise_blur_equals_scipy():
+    """RISE builds its kernel as gaussian_filter(delta, 5) in an 11 x 11 window and convolves the normalised image
+    with zero padding; here the same in [0, 1] with the mean colour as the zero."""
+    delta = np.zeros((11, 11))
+    delta[5, 5] = 1.0
+    kernel = gaussian_filter(delta, 5.0)
+    taps = rise_kernel(11, 5.0)
+    np.testing.assert_allclose(torch.outer(taps, taps).numpy(), kernel, rtol=1e-12, atol=1e-15)
+    x = torch.rand(2, 3, 9, 13, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean = torch.tensor([0.485, 0.456, 0.406])
+    blurred = rise_blur(x, mean)
+    for i in range(2):
+        for c in range(3):
+            shifted = x[i, c].numpy() - float(mean[c])
+            reference = convolve(shifted, kernel, mode="constant", cval=0.0) + float(mean[c])
+            np.testing.assert_allclose(blurred[i, c].numpy(), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_rise_steps_are_one_image_row():
+    assert step_counts(224, 224, None).tolist() == [224 * k for k in range(225)]  # 224 steps at 224^2
+    assert step_counts(3, 4, None).tolist() == [0, 4, 8, 12]
+    assert step_counts(4, 3, None).tolist() == [0, 3, 6, 9, 12]
+    assert step_counts(2, 2, 4).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_batched_steps_equal_a_per_image_loop():
     torch.manual_seed(0)
     model = create_model("test_resnet", 3, resolution=32).eval()
-    x, maps = torch.rand(3, 3, 32, 32), torch.rand(3, 32, 32)
-    targets = torch.tensor([0, 2, 1])
-    batched = deletion_insertion(model, x, maps, targets, steps=5, baseline="blur", batch_size=7)  # channels_last
+    x, maps = torch.rand(2, 3, 32, 32), torch.rand(2, 32, 32)
+    targets = torch.tensor([0, 2])
+    mean = input_mean(model, 3)
+    assert torch.equal(mean, model.mean.flatten())
+    batched = deletion_insertion(model, x, maps, targets, batch_size=7)  # rise, channels_last
+    assert batched["deletion_curve"].shape == (2, 33)
     conv = model.backbone.conv1[0].weight  # 3 x 3
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)  # layout restored
-    base = make_baseline(x, "blur")
+    blurred = rise_blur(x, mean)
     with torch.no_grad():
-        for i in range(3):  # reference: every step image composed and run on its own
+        for i in range(2):  # reference: every step image composed and run on its own
             order = maps[i].flatten().argsort(descending=True, stable=True)
-            for k in range(6):
+            for k in range(33):
                 m = torch.zeros(32 * 32)
-                m[order[:round(k / 5 * 32 * 32)]] = 1.0
+                m[order[:32 * k]] = 1.0
                 m = m.view(1, 1, 32, 32)
-                p_del = model(x[i:i + 1] * (1 - m) + base[i:i + 1] * m).softmax(1)[0, targets[i]]
-                p_ins = model(base[i:i + 1] * (1 - m) + x[i:i + 1] * m).softmax(1)[0, targets[i]]
+                p_del = model(x[i:i + 1] * (1 - m) + mean.view(1, 3, 1, 1) * m).softmax(1)[0, targets[i]]
+                p_ins = model(blurred[i:i + 1] * (1 - m) + x[i:i + 1] * m).softmax(1)[0, targets[i]]
                 torch.testing.assert_close(batched["deletion_curve"][i, k], p_del, atol=1e-5, rtol=1e-4)
                 torch.testing.assert_close(batched["insertion_curve"][i, k], p_ins, atol=1e-5, rtol=1e-4)
-    one_step = deletion_insertion(model, x, maps, targets, steps=1, baseline="blur")  # end points only
-    torch.testing.assert_close(one_step["deletion_curve"], batched["deletion_curve"][:, [0, -1]], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(one_step["insertion_curve"], batched["deletion_curve"][:, [-1, 0]], atol=1e-5,
-                               rtol=1e-4)
 
 
 def test_step_masks_from_one_ranking():
@@ -76,25 +144,38 @@ def test_step_masks_from_one_ranking():
     assert masks.shape == (1, 5, 2, 2)
     assert masks.flatten(2).sum(-1).tolist() == [[0, 1, 2, 3, 4]]
     assert masks[0, 1].flatten().tolist() == [True, False, False, False]
+    assert step_masks(MAP, None).flatten(2).sum(-1).tolist() == [[0, 2, 4]]
     with pytest.raises(TrixaiError, match="steps"):
-        step_masks(MAP, 0)
+        deletion_insertion(MeanProbability(), IMAGE, MAP, torch.tensor([0]), steps=0)
 
 
-def test_baselines():
+def test_substrates():
     x = torch.full((1, 3, 8, 8), 0.3)
-    torch.testing.assert_close(make_baseline(x, "blur", blur_sigma=2.0), x)  # blur of a constant is the constant
-    assert float(make_baseline(x, "constant").abs().max()) == 0.0
-    with pytest.raises(TrixaiError, match="blur"):
-        make_baseline(x, "noise")
+    mean = torch.tensor([0.3, 0.3, 0.3])
+    torch.testing.assert_close(gaussian_blur(x, 2.0), x)  # blur of a constant is the constant
+    torch.testing.assert_close(substrate(x, "blur", PROTOCOLS["rise"], mean), x)  # ... also with mean padding
+    assert float(substrate(x, "black", PROTOCOLS["rise"], mean).abs().max()) == 0.0
+    assert substrate(x, "mean", PROTOCOLS["rise"], torch.tensor([0.1, 0.2, 0.7]))[0, :, 0, 0].tolist() == \
+        pytest.approx([0.1, 0.2, 0.7])
+    with pytest.raises(TrixaiError, match="substrate"):
+        substrate(x, "noise", PROTOCOLS["rise"], mean)
 
 
 def test_average_drop_and_increase_hand_computed():
-    # Full image p = 0.1 + 0.8 * 0.35 = 0.38. Map [1, .5, 0, 0] keeps mean (0.8 + 0.2) / 4 = 0.25 -> p = 0.3:
-    # drop = (0.38 - 0.3) / 0.38. A map of ones keeps p: drop 0, no increase.
+    # Full image p = 0.1 + 0.8 * 0.35 = 0.38. Map [1, .5, 0, 0]:
+    # normalised space (mean colour .5): E = .5 + (x - .5) * map = [.8, .45, .5, .5], mean .5625 -> p = .55 > .38:
+    #   drop 0, increase 1.  raw: E = x * map = [.8, .2, 0, 0], mean .25 -> p = .3: drop (.38 - .3) / .38.
+    # A map of ones keeps p in both: drop 0, no increase.
     maps = torch.stack([torch.tensor([[1.0, 0.5], [0.0, 0.0]]), torch.ones(2, 2)])
-    out = confidence_change(MeanProbability(), IMAGE.expand(2, -1, -1, -1), maps, torch.tensor([0, 0]))
+    images, targets = IMAGE.expand(2, -1, -1, -1), torch.tensor([0, 0])
+    out = confidence_change(MeanProbability(mean=0.5), images, maps, targets)
+    torch.testing.assert_close(out["average_drop"], torch.tensor([0.0, 0.0]))
+    assert out["increase_in_confidence"].tolist() == [1.0, 0.0]
+    out = confidence_change(MeanProbability(mean=0.5), images, maps, targets, space="raw")
     torch.testing.assert_close(out["average_drop"], torch.tensor([0.08 / 0.38, 0.0]))
     assert out["increase_in_confidence"].tolist() == [0.0, 0.0]
+    with pytest.raises(TrixaiError, match="space"):
+        confidence_change(MeanProbability(), images, maps, targets, space="pixel")
 
 
 MASK = torch.zeros(1, 4, 4, dtype=torch.bool)
@@ -102,12 +183,25 @@ MASK[0, :2, :2] = True  # top-left quarter
 
 
 def test_pointing_game_hand_made():
-    inside, outside, zero = torch.zeros(3, 4, 4).unbind(0)
-    inside[1, 1], outside[2, 2], outside[0, 0] = 1.0, 1.0, 0.5
-    maps = torch.stack([inside, outside, zero])
-    masks = MASK.expand(3, -1, -1)
-    assert pointing_game(maps, masks).tolist() == [1.0, 0.0, 0.0]  # an all-zero map points nowhere
-    assert pointing_game(maps, masks, tolerance=1).tolist() == [1.0, 1.0, 0.0]  # (2, 2) touches the grown mask
+    inside, diagonal, zero, beside = torch.zeros(4, 4, 4).unbind(0)
+    inside[1, 1], diagonal[2, 2], diagonal[0, 0], beside[0, 3] = 1.0, 1.0, 0.5, 1.0
+    maps = torch.stack([inside, diagonal, zero, beside])
+    masks = MASK.expand(4, -1, -1)
+    assert pointing_game(maps, masks).tolist() == [1.0, 0.0, 0.0, 0.0]  # an all-zero map points nowhere
+    # (2, 2) is sqrt(2) px from the mask's (1, 1); (0, 3) is 2 px from (0, 1): Euclidean distance
+    assert pointing_game(maps, masks, tolerance=1).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert pointing_game(maps, masks, tolerance=1.5).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert pointing_game(maps, masks, tolerance=2).tolist() == [1.0, 1.0, 0.0, 1.0]
+    # chance level: the grown mask's area; radius 1 adds (0, 2), (1, 2), (2, 0), (2, 1) -> 8 / 16
+    assert float(area_fraction(MASK, 1)) == 0.5 and float(area_fraction(MASK)) == 0.25
+
+
+def test_pointing_tolerance_scales_with_the_image_side():
+    assert scaled_tolerance(15, 224) == 15.0
+    assert scaled_tolerance(15, 32) == pytest.approx(15 * 32 / 224)  # 2.14 px
+    assert scaled_tolerance(15, 32, reference=None) == 15.0
+    with pytest.raises(TrixaiError, match="tolerance"):
+        scaled_tolerance(-1, 32)
 
 
 def test_energy_pointing_game_and_topk_iou_hand_made():
@@ -117,9 +211,30 @@ def test_energy_pointing_game_and_topk_iou_hand_made():
     # top 25% = 4 pixels: (0,0), (1,1), (3,3), (3,2); 2 of them in the 4-pixel mask -> IoU 2 / 6.
     assert float(topk_iou(cam, MASK, 0.25)) == pytest.approx(1 / 3)
     assert float(energy_pointing_game(torch.zeros(1, 4, 4), MASK)) == 0.0
-    assert float(area_fraction(MASK)) == 0.25
     with pytest.raises(TrixaiError, match="topk"):
         topk_iou(cam, MASK, 0.0)
+
+
+def test_degeneracy_flags_constant_and_saturated_models_only():
+    constant = torch.tensor([[2.0, 0.0, -1.0]]).expand(40, -1)  # a constant-bias classifier: class 0 everywhere
+    flagged = degeneracy(constant)
+    assert flagged["degenerate"] and flagged["majority_class"] == 0 and flagged["majority_class_share"] == 1.0
+    assert "class 0 is predicted for 100.0% of the 40 points" in flagged["reason"]
+    saturated = torch.zeros(40, 2)
+    saturated[::2, 0], saturated[1::2, 1] = 6.0, 6.0  # half the points per class, p = 1 / (1 + e^-6) = 0.9975
+    assert not degeneracy(saturated)["degenerate"]
+    saturated *= 8 / 6  # p = 1 / (1 + e^-8) = 0.99966 >= 0.999 everywhere
+    flagged = degeneracy(saturated)
+    assert flagged["degenerate"] and flagged["majority_class_share"] == 0.5 and flagged["saturated_share"] == 1.0
+    spread = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    healthy = degeneracy(spread)
+    assert not healthy["degenerate"] and healthy["reason"] is None
+    # 38 of 40 on one class = 95%: flagged at the threshold; 37 of 40 is not
+    almost = torch.zeros(40, 2)
+    almost[:38, 0], almost[38:, 1] = 1.0, 1.0
+    assert degeneracy(almost)["degenerate"]
+    almost[37, 0], almost[37, 1] = 0.0, 1.0
+    assert not degeneracy(almost)["degenerate"]
 
 
 def test_ssim_hand_values_and_gradient():

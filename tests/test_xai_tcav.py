@@ -1,12 +1,15 @@
 """TCAV: CAVs, scores and significance on a tiny model with a planted concept; the ruler shortcut (slow)."""
 
+import math
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 from trixai.core.errors import TrixaiError
 from trixai.xai.concepts import ruler_sets
-from trixai.xai.tcav import tcav, train_cav
+from trixai.xai.tcav import layer_activations, logistic_regression, t_test, tcav, train_cav
 
 
 class RedMinusGreen(nn.Module):
@@ -40,12 +43,12 @@ def test_tcav_separates_a_planted_concept_from_random():
     g = torch.Generator().manual_seed(0)
     concept = _images(20, g)
     concept[:, 0, 2:6, 2:6] = 1.0  # planted red square
-    randoms = [_images(20, g) for _ in range(10)]
+    randoms = [_images(20, g) for _ in range(15)]  # 5 runs
     inputs = _images(30, g)
     model = RedMinusGreen()
     red = tcav(model, inputs, 0, concept, randoms, "high", concept="red square")
     green = tcav(model, inputs, 1, concept, randoms, "high", concept="red square")
-    assert red.scores == [1.0] * 10 and green.scores == [0.0] * 10
+    assert red.scores == [1.0] * 5 and green.scores == [0.0] * 5 and red.n_runs == 5
     assert red.significant and red.p_value < 0.05 and green.significant
     assert 0.2 < red.random_score_mean < 0.8  # random CAVs point anywhere
     assert red.cav_accuracy_mean == 1.0 and red.class_name == "red" and red.n_inputs == 30
@@ -54,7 +57,7 @@ def test_tcav_separates_a_planted_concept_from_random():
 def test_tcav_random_concept_is_not_significant():
     g = torch.Generator().manual_seed(1)
     model = RedMinusGreen()
-    result = tcav(model, _images(30, g), 0, _images(20, g), [_images(20, g) for _ in range(10)], "high")
+    result = tcav(model, _images(30, g), 0, _images(20, g), [_images(20, g) for _ in range(15)], "high")
     assert not result.significant
 
 
@@ -68,11 +71,138 @@ def test_train_cav_points_to_the_concept():
     assert float(cav.direction.norm()) == pytest.approx(1.0)
 
 
+def _two_square_sets(seed: int, runs: int):
+    """Concept: a red top-left and a green bottom-right square; for RedMinusGreen's class 0 the directional
+    derivative weighs the input's top-left red against its bottom-right green, so scores are intermediate."""
+    g = torch.Generator().manual_seed(seed)
+    concept = _images(20, g)
+    concept[:, 0, :4, :4], concept[:, 1, 4:, 4:] = 1.0, 1.0
+    return concept, [_images(20, g) for _ in range(3 * runs)], _images(40, g)
+
+
+def _captum_scores(model, inputs, concept, randoms, runs, save_path, classifier=None, seed=0):
+    """captum.concept.TCAV sign-count scores for the same runs as trixai: concept vs set i, then set R + 2j vs
+    set R + 2j + 1 (the first concept of each pair is the one scored)."""
+    import random
+
+    import numpy as np
+    from captum.concept import TCAV as CaptumTCAV
+    from captum.concept import Concept
+
+    random.seed(seed)  # captum's train/test split
+    np.random.seed(seed)  # sklearn's SGDClassifier
+    c = Concept(0, "concept", [concept])
+    rs = [Concept(i + 1, f"random{i}", [r]) for i, r in enumerate(randoms)]
+    sets = [[c, rs[i]] for i in range(runs)] + [[rs[runs + 2 * j], rs[runs + 2 * j + 1]] for j in range(runs)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # captum's note on its in-memory default classifier
+        out = CaptumTCAV(model, ["features"], classifier=classifier, save_path=str(save_path)).interpret(
+            inputs, sets, target=0)
+    scores = [float(out[f"{a.id}-{b.id}"]["features"]["sign_count"][0]) for a, b in sets]
+    return scores[:runs], scores[runs:]
+
+
+def test_logistic_regression_matches_sklearn():
+    """The CAV classifier's objective, mean log-loss + l2 / 2 ||w||^2, is sklearn's LogisticRegression with
+    C = 1 / (l2 * n); D > n as for layer activations."""
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 50, generator=g, dtype=torch.float64) + 2.0
+    y = (torch.rand(30, generator=g) < 0.5).double()
+    weight, bias = logistic_regression(x, y, 0.01)
+    reference = LogisticRegression(C=1 / (0.01 * 30), solver="newton-cholesky", tol=1e-12).fit(x.numpy(), y.numpy())
+    torch.testing.assert_close(weight, torch.from_numpy(reference.coef_[0]), rtol=1e-5, atol=1e-6)
+    assert float(bias) == pytest.approx(float(reference.intercept_[0]), rel=1e-5, abs=1e-6)
+
+
+def test_tcav_scores_equal_captum_given_the_same_cavs(tmp_path):
+    """captum.concept.TCAV scoring trixai's CAVs (a captum Classifier that returns them) gives exactly trixai's
+    scores: same layer gradients, sign convention, score and run pairing; the same Student t-test p-value."""
+    from captum.concept._utils.classifier import Classifier
+    from scipy import stats
+
+    runs = 3
+    concept, randoms, inputs = _two_square_sets(0, runs)
+    model = RedMinusGreen()
+    ours = tcav(model, inputs, 0, concept, randoms, "high")
+    acts = [layer_activations(model, images, "high") for images in (concept, *randoms)]
+    cavs = {(0, i + 1): train_cav(acts[0], acts[i + 1], seed=i).direction for i in range(runs)}
+    for j in range(runs):
+        a, b = runs + 2 * j + 1, runs + 2 * j + 2  # captum ids of the j-th random pair
+        cavs[(a, b)] = train_cav(acts[a], acts[b], seed=j).direction
+
+    class TrixaiCAVs(Classifier):
+        def __init__(self) -> None:
+            self.ids = None
+
+        def train_and_eval(self, dataloader, **kwargs):
+            self.ids = tuple(sorted({int(v) for _, labels in dataloader for v in labels}))
+            return {}
+
+        def weights(self):  # row k: the CAV of classes()[k]; trixai's points to the first concept of the pair
+            return torch.stack([cavs[self.ids], -cavs[self.ids]])
+
+        def classes(self):
+            return list(self.ids)
+
+    concept_scores, null_scores = _captum_scores(model, inputs, concept, randoms, runs, tmp_path, TrixaiCAVs())
+    def counts(scores):  # positive directional derivatives among the 40 inputs (captum returns float32 fractions)
+        return [round(v * 40) for v in scores]
+
+    assert counts(ours.scores) == counts(concept_scores) and counts(ours.random_scores) == counts(null_scores)
+    assert 0.1 < ours.score_mean < 0.9  # not a trivially saturated case
+    assert ours.p_value == pytest.approx(stats.ttest_ind(concept_scores, null_scores).pvalue, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tcav_agrees_with_captum_default_classifier(tmp_path, seed):
+    """captum's default pipeline (its own 67/33 split, sklearn SGDClassifier hinge loss, alpha 0.01, on raw
+    activations) on the same model, layer, concept and random sets. Both are estimates over random sets and
+    train/test splits, and captum's SGD adds noise, so the mean concept scores must agree within 3 standard
+    errors of their difference (from the per-run spreads of both; >= 1 / 40, one input of 40 flipping)."""
+    runs = 8
+    concept, randoms, inputs = _two_square_sets(seed, runs)
+    model = RedMinusGreen()
+    ours = tcav(model, inputs, 0, concept, randoms, "high")
+    theirs, _ = _captum_scores(model, inputs, concept, randoms, runs, tmp_path, seed=seed)
+    s, t = torch.tensor(ours.scores), torch.tensor(theirs)
+    tolerance = max(3 * math.sqrt(float(s.var() / runs + t.var() / runs)), 1 / 40)
+    assert abs(float(s.mean() - t.mean())) <= tolerance, (ours.scores, theirs, tolerance)
+    # the planted red square: both saturate at 1.0 for every run
+    g = torch.Generator().manual_seed(seed)
+    red = _images(20, g)
+    red[:, 0, 2:6, 2:6] = 1.0
+    assert tcav(model, inputs, 0, red, randoms, "high").scores == [1.0] * runs
+    assert _captum_scores(model, inputs, red, randoms, runs, tmp_path / "red", seed=seed)[0] == [1.0] * runs
+
+
+def test_tcav_variants_are_named_options():
+    g = torch.Generator().manual_seed(0)
+    concept = _images(20, g)
+    concept[:, 0, 2:6, 2:6] = 1.0
+    randoms = [_images(20, g) for _ in range(6)]
+    inputs = _images(20, g)
+    legacy = tcav(RedMinusGreen(), inputs, 0, concept, randoms, "high", cav_fit="standardised", test="welch")
+    assert legacy.cav_fit == "standardised" and legacy.t_test == "welch" and legacy.scores == [1.0, 1.0]
+    # Student vs Welch on hand-picked samples (scipy as the reference)
+    from scipy import stats
+
+    a, b = [0.9, 0.8, 1.0], [0.5, 0.1, 0.9, 0.3]
+    assert t_test(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue)
+    assert t_test(a, b, "welch") == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert t_test([1.0, 1.0], [0.5, 0.5]) == 0.0 and t_test([1.0, 1.0], [1.0, 1.0]) == 1.0
+
+
 def test_tcav_input_errors():
     model = RedMinusGreen()
     x = torch.rand(4, 3, 8, 8)
-    with pytest.raises(TrixaiError, match=">= 2 random sets"):
-        tcav(model, x, 0, x, [x], "high")
+    with pytest.raises(TrixaiError, match=">= 6 random sets"):
+        tcav(model, x, 0, x, [x] * 5, "high")
+    with pytest.raises(TrixaiError, match="t_test='z'"):
+        tcav(model, x, 0, x, [x] * 6, "high", test="z")
+    with pytest.raises(TrixaiError, match="cav_fit='pca'"):
+        train_cav(torch.zeros(4, 3), torch.ones(4, 3), fit="pca")
     with pytest.raises(TrixaiError, match=">= 2 concept"):
         train_cav(torch.zeros(1, 3), torch.zeros(5, 3))
 
@@ -93,7 +223,7 @@ def test_tcav_finds_the_ruler_shortcut_only_in_the_model_trained_with_it():
 
     shortcut, data_shortcut = train_tiny_lesion_model(artifact_class="MEL")
     clean, data_clean = train_tiny_lesion_model(artifact_class=None)
-    concept, randoms = ruler_sets(40, 32, n_random=10, seed=1)
+    concept, randoms = ruler_sets(40, 32, n_random=15, seed=1)  # 5 runs
     results = {}
     for name, (model, data) in {"shortcut": (shortcut, data_shortcut), "clean": (clean, data_clean)}.items():
         mel = torch.stack([s["image"] for s in data.test if int(s["target"]) == 0])[:40]
@@ -136,10 +266,11 @@ def test_concept_and_random_sets_from_folders(tmp_path):
     g = torch.Generator().manual_seed(0)
     loader = [{"image": _images(16, g), "target": torch.tensor([0, 1] * 8)}]
     cfg = {"layer": "high", "concept": str(tmp_path / "concept"),
-           "random_dir": str(tmp_path / "random"), "n_concept": 20, "n_random_sets": 6, "classes": ["red"]}
+           "random_dir": str(tmp_path / "random"), "n_concept": 20, "n_runs": 2, "classes": ["red"]}
     metrics = explanation_suite(RedMinusGreen(), loader, cfg, tmp_path / "out")
     report = json.loads((tmp_path / "out" / "explanations.json").read_text())
-    assert report["concept"] == "concept" and report["n_random_sets"] == 6
+    assert report["concept"] == "concept" and report["n_random_sets"] == 6 and report["n_runs"] == 2
+    assert report["variant"] == {"cav_fit": "raw", "t_test": "student"}
     row = report["results"][0]
     assert row["n_inputs"] == 8 and row["cav_accuracy_mean"] >= 0.9  # the red square is linearly separable
     assert metrics["xai/tcav/red"] == row["score_mean"] > 0.8 and row["score_mean"] > row["random_score_mean"]

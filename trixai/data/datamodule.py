@@ -98,6 +98,8 @@ class TrixDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.augment = dict(augment or {})
+        # corruption augmentation runs batched on the model's device, applied by the training module (trixai.training)
+        self.corruption_augment: dict | None = self.augment.pop("corruptions", None)
         # true = 1.0: every class equally often; q in (0, 1): class shares proportional to count^(1 - q)
         if isinstance(balanced_sampler, str) or not 0.0 <= float(balanced_sampler or 0) <= 1.0:
             raise TrixaiError(f"data.balanced_sampler={balanced_sampler!r}: expected true, false or a power in [0, 1] "

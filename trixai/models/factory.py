@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import timm
 import torch
@@ -13,6 +13,9 @@ from torch import Tensor, nn
 from trixai.core.errors import TrixaiError
 from trixai.core.kinds import TASKS
 from trixai.models import scaling  # noqa: F401  (registers the timm model "efficientnet_phi")
+from trixai.models.weights import apply_weights, read_state_dict
+
+log = logging.getLogger(__name__)
 
 
 class TrixModel(nn.Module):
@@ -104,11 +107,13 @@ def _check_timm_name(name: str) -> None:
 
 def _create_backbone(name: str, *, pretrained: bool, weights: str | None, **kwargs) -> nn.Module:
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise TrixaiError(f"model.weights={weights!r}: no such file")
-        # timm loads the local file, adapts in_chans and drops a classifier of another size.
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        state = read_state_dict(weights)
+        backbone = timm.create_model(name, pretrained=False, **kwargs)
+        reinit = apply_weights(backbone, state, source=f"model.weights={weights!r}")
+        log.info("model.weights: %d tensors from %s%s", len(state), weights,
+                 f"; classifier re-initialised for {kwargs.get('num_classes')} classes ({', '.join(reinit)})"
+                 if reinit else "")
+        return backbone
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
     try:

@@ -2,12 +2,23 @@
 
 Each check returns ``{"check", "passed", "detail"}``; ``passed`` is ``None`` when the evaluation lacks what the
 check needs (the detail says what). Noise tolerances are two binomial standard errors of the accuracy.
+The checks on the model itself (randomness, softmax outputs, training mode) are in :mod:`trixai.robust.model_checks`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SATURATED = 0.999
+"""Top softmax probability (multi-label: every label's sigmoid probability or its complement) from which an
+output counts as saturated."""
 
 WHITE_BOX = ("fgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t")
 
@@ -91,3 +102,39 @@ def zero_gradients(points: int, batches: int, total_batches: int) -> dict:
     """No batch whose input gradients are all exactly zero (points with zero gradient are counted)."""
     return {"check": "no zero-gradient batches", "passed": batches == 0,
             "detail": f"{batches}/{total_batches} batches and {points} points with an all-zero input gradient"}
+
+
+def saturated_points(logits: Tensor, multilabel: bool, zero_gradient: Tensor) -> Tensor:
+    """Bool (N,): the clean output is saturated (top probability >= :data:`SATURATED`; multi-label: every label's
+    probability that far from 0.5) or the loss's input gradient underflowed to exactly zero."""
+    logits = logits.double()
+    if multilabel:
+        confident = torch.sigmoid(logits.abs()).min(dim=1).values >= SATURATED
+    else:
+        confident = logits.softmax(dim=1).max(dim=1).values >= SATURATED
+    return confident | zero_gradient.to(confident.device)
+
+
+def saturated_success(evaluation: dict, saturated: int) -> dict:
+    """An attack that fools none of the initially correct points while most clean outputs are saturated
+    (``saturated`` of them, :func:`saturated_points`) is likely masking: the loss's gradient vanishes there."""
+    name = "no attack at 0 % success on saturated outputs"
+    n = evaluation["n_points"]
+    zero = [f"{attack}@{label}" for attack, per_eps in evaluation["results"].items()
+            for label, entry in per_eps.items() if entry["initially_correct"] and entry["attack_success_rate"] == 0]
+    if not evaluation["results"]:
+        return {"check": name, "passed": None, "detail": "no attack was run"}
+    share = f"{saturated}/{n} clean outputs saturated (top probability >= {SATURATED} or zero input gradient)"
+    if not zero:
+        return {"check": name, "passed": True, "detail": f"every attack fooled some point; {share}"}
+    passed = saturated <= n / 2
+    return {"check": name, "passed": passed,
+            "detail": f"0 % success: {', '.join(zero)}; {share}"
+                      + ("" if passed else "; likely gradient masking (try a margin/DLR loss, e.g. apgd-dlr or apgd-t)")}
+
+
+def warn_failed(checks: list[dict]) -> None:
+    """Log a warning for every failed check (the console counterpart of the report's table)."""
+    for check in checks:
+        if check["passed"] is False:
+            log.warning("robustness check failed: %s: %s", check["check"], check["detail"])

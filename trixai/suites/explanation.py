@@ -16,13 +16,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from trixai.core.bootstrap import Bootstrap
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json, atomic_write_text, json_safe
 from trixai.core.frozen import frozen_eval
 from trixai.xai import figures
 from trixai.xai.explainers import TCAV, Explanation, MapExplainer
-from trixai.xai.metrics.faithfulness import BASELINES, confidence_change, deletion_insertion
-from trixai.xai.metrics.localization import area_fraction, energy_pointing_game, pointing_game, topk_iou
+from trixai.xai.metrics.degeneracy import degeneracy
+from trixai.xai.metrics.faithfulness import confidence_change, deletion_insertion, protocol
+from trixai.xai.metrics.localization import (
+    POINTING_REFERENCE_SIZE,
+    POINTING_TOLERANCE,
+    area_fraction,
+    energy_pointing_game,
+    pointing_game,
+    scaled_tolerance,
+    topk_iou,
+)
 from trixai.xai.metrics.sanity import parameter_randomisation
 from trixai.xai.metrics.stability import spearman, ssim
 from trixai.xai.se_attention import gate_statistics
@@ -103,14 +113,17 @@ def batch_targets(mode: str | int, logits: Tensor, labels: Tensor) -> Tensor:
     return torch.where(labels.amax(dim=1) > 0.5, scored.argmax(dim=1), logits.argmax(dim=1))
 
 
-def summary(values: Tensor) -> dict[str, float | int]:
-    """Mean, std (population) and n over the finite values."""
-    values = values.detach().double().flatten()
+def summary(values: Tensor) -> dict[str, float | int | list[float] | None]:
+    """Mean, std (population) and n over the finite values, and ``mean_ci95``: the percentile-bootstrap 95 %
+    interval of the mean over the samples (1,000 resamples, seed 0, not stratified)."""
+    values = values.detach().double().flatten().cpu()
     values = values[torch.isfinite(values)]
     n = int(values.numel())
     if n == 0:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(values.mean()), "std": float(values.std(unbiased=False)), "n": n}
+        return {"mean": float("nan"), "std": float("nan"), "n": 0, "mean_ci95": None}
+    boot = Bootstrap.draw(torch.zeros(n, dtype=torch.long))
+    interval = boot.intervals(lambda w: {"mean": w.double() @ values / w.sum(1)})["mean_ci95"]
+    return {"mean": float(values.mean()), "std": float(values.std(unbiased=False)), "n": n, "mean_ci95": interval}
 
 
 def target_masks(samples: Samples, targets: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -165,12 +178,14 @@ def _numbered_classes(model: nn.Module, x: Tensor) -> list[str]:
 
 def explanation_suite(model: nn.Module, samples: Samples, *, explainer: MapExplainer | TCAV, settings: Mapping,
                       out_dir: str | Path, adversarial: Tensor | None = None, attack: dict | None = None,
-                      logger=None, prefix: str = "xai/") -> dict[str, float]:
+                      logger=None, prefix: str = "xai/", corrupted: Mapping[str, Tensor] | None = None,
+                      corruption: dict | None = None) -> dict[str, float]:
     """Explain ``samples``, score the maps, write ``explanations.json``/``.md`` and ``figures/xai_*.png``.
 
     ``explainer``: a target of the ``explainer`` group; ``settings``: the ``explanation`` group (target,
     batch size, metrics, gallery). ``adversarial``: the samples under the evaluation attack (described by
-    ``attack``) for the stability metrics, None skips them. ``logger``: a Lightning logger; figures go to it
+    ``attack``) for the stability metrics, None skips them. ``corrupted``: the samples under each corruption
+    (described by ``corruption``) for stability under corruption (``corruption_ssim/_spearman``). ``logger``: a Lightning logger; figures go to it
     when it can ``log_image`` (W&B). Returns ``{prefix + metric: mean}``.
     """
     out_dir = Path(out_dir)
@@ -180,10 +195,12 @@ def explanation_suite(model: nn.Module, samples: Samples, *, explainer: MapExpla
         from trixai.suites.tcav import tcav_suite
 
         return tcav_suite(model, samples, explainer, out_dir, class_names=class_names, prefix=prefix)
-    report = _map_suite(model, samples, explainer, settings, adversarial, attack, out_dir, class_names)
+    report = _map_suite(model, samples, explainer, settings, adversarial, attack, out_dir, class_names,
+                        corrupted, corruption)
     flat = {f"{prefix}{key}": value["mean"] for key, value in report["metrics"].items()}
     if report.get("sanity"):
         flat[f"{prefix}sanity_passed"] = float(report["sanity"]["passed"])
+    flat[f"{prefix}degenerate"] = float(report["degeneracy"]["degenerate"])
     atomic_write_json(out_dir / "explanations.json", json_safe(report))
     atomic_write_text(out_dir / "explanations.md", markdown_report(report))
     if logger is not None and hasattr(logger, "log_image"):
@@ -194,30 +211,42 @@ def explanation_suite(model: nn.Module, samples: Samples, *, explainer: MapExpla
 
 
 def _faithfulness(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, cfg: Mapping, task: str
-                  ) -> tuple[dict[str, dict], dict[str, dict]]:
+                  ) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """Metrics, mean curves per deletion/insertion protocol, and the variants used (for the report)."""
     metrics_cfg = cfg.get("metrics") or {}
-    metrics, curves = {}, {}
-    for baseline in metrics_cfg.get("baselines", list(BASELINES)):
-        scores = deletion_insertion(model, x, maps, targets, steps=int(metrics_cfg.get("steps", 20)),
-                                    baseline=baseline, blur_sigma=float(metrics_cfg.get("blur_sigma", 5.0)),
-                                    task=task, batch_size=int(cfg.get("batch_size", 16)) * 16)
-        curves[baseline] = scores
-        metrics[f"deletion_auc_{baseline}"] = summary(scores["deletion_auc"])
-        metrics[f"insertion_auc_{baseline}"] = summary(scores["insertion_auc"])
-    change = confidence_change(model, x, maps, targets, task=task)
+    steps = metrics_cfg.get("steps")
+    metrics, curves, protocols = {}, {}, {}
+    for name in _as_list(metrics_cfg.get("faithfulness", ["rise"])):
+        chosen = protocol(name, steps=None if steps is None else int(steps))
+        scores = deletion_insertion(model, x, maps, targets, variant=chosen, task=task,
+                                    batch_size=int(cfg.get("batch_size", 16)) * 16)
+        curves[chosen.name], protocols[chosen.name] = scores, chosen.settings()
+        metrics[f"deletion_auc_{chosen.name}"] = summary(scores["deletion_auc"])
+        metrics[f"insertion_auc_{chosen.name}"] = summary(scores["insertion_auc"])
+    space = str(metrics_cfg.get("confidence_space", "normalised"))
+    change = confidence_change(model, x, maps, targets, task=task, space=space)
     metrics["average_drop"] = summary(change["average_drop"])
     metrics["increase_in_confidence"] = summary(change["increase_in_confidence"])
-    return metrics, curves
+    return metrics, curves, {"deletion_insertion": protocols, "confidence_space": space}
 
 
-def _localization(maps: Tensor, masks: Tensor, valid: Tensor, metrics_cfg: Mapping) -> dict[str, dict]:
+def _as_list(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _localization(maps: Tensor, masks: Tensor, valid: Tensor, metrics_cfg: Mapping) -> tuple[dict[str, dict], dict]:
     m, g = maps[valid], masks[valid]
-    return {
-        "pointing_game": summary(pointing_game(m, g, int(metrics_cfg.get("tolerance", 0)))),
+    reference = metrics_cfg.get("tolerance_at", POINTING_REFERENCE_SIZE)
+    tolerance = float(metrics_cfg.get("tolerance", POINTING_TOLERANCE))
+    pixels = scaled_tolerance(tolerance, min(maps.shape[-2:]), None if reference is None else int(reference))
+    metrics = {
+        "pointing_game": summary(pointing_game(m, g, pixels)),
+        "pointing_game_chance": summary(area_fraction(g, pixels)),
         "energy_pointing_game": summary(energy_pointing_game(m, g)),
         "topk_iou": summary(topk_iou(m, g, float(metrics_cfg.get("topk", 0.15)))),
         "mask_area_fraction": summary(area_fraction(g)),
     }
+    return metrics, {"tolerance": tolerance, "tolerance_at": reference, "tolerance_px": pixels}
 
 
 def _stability(model: nn.Module, explainer: MapExplainer, x: Tensor, labels: Tensor, result: Explanation,
@@ -233,6 +262,21 @@ def _stability(model: nn.Module, explainer: MapExplainer, x: Tensor, labels: Ten
         metrics["noise_ssim"] = summary(ssim(result.maps, maps_noise))
         metrics["noise_spearman"] = summary(spearman(result.maps, maps_noise))
     return metrics, maps_adv
+
+
+def _corruption_stability(model: nn.Module, explainer: MapExplainer, x: Tensor, labels: Tensor, result: Explanation,
+                          corrupted: Mapping[str, Tensor], mode, cfg: Mapping) -> dict[str, dict]:
+    """CAM(x) vs CAM(corrupted x) for the same targets, per corruption and pooled over the corruptions."""
+    metrics, pooled = {}, {"ssim": [], "spearman": []}
+    for name, images in corrupted.items():
+        maps = _explain_all(model, explainer, images.to(x.device), labels, mode, cfg, targets=result.targets).maps
+        for key, fn in (("ssim", ssim), ("spearman", spearman)):
+            values = fn(result.maps, maps)
+            metrics[f"corruption_{key}_{name}"] = summary(values)
+            pooled[key].append(values)
+    for key, values in pooled.items():
+        metrics[f"corruption_{key}"] = summary(torch.cat(values))
+    return metrics
 
 
 def _sanity(model: nn.Module, explainer: MapExplainer, x: Tensor, result: Explanation, cfg: Mapping) -> dict:
@@ -252,22 +296,27 @@ def _sanity(model: nn.Module, explainer: MapExplainer, x: Tensor, result: Explan
 
 def _map_suite(model: nn.Module, samples: Samples, explainer: MapExplainer, cfg: Mapping, adversarial: Tensor | None,
                attack: dict | None, out_dir: Path,
-               class_names: tuple[str, ...]) -> dict:
+               class_names: tuple[str, ...], corrupted: Mapping[str, Tensor] | None = None,
+               corruption: dict | None = None) -> dict:
     task = getattr(model, "task", "multiclass")
     metrics_cfg = cfg.get("metrics") or {}
     mode = resolve_target(cfg.get("target", "predicted"), class_names)
     x, labels = samples.images, samples.labels
     result = _explain_all(model, explainer, x, labels, mode, cfg)
     maps, targets = result.maps, result.targets
-    metrics, curves = _faithfulness(model, x, maps, targets, cfg, task)
+    metrics, curves, variants = _faithfulness(model, x, maps, targets, cfg, task)
     located = target_masks(samples, targets)
     if located is not None and bool(located[1].any()):
-        metrics.update(_localization(maps, *located, metrics_cfg))
+        localization, variants["pointing_game"] = _localization(maps, *located, metrics_cfg)
+        metrics.update(localization)
+    degenerate = degeneracy(result.logits, task)
     maps_adv = None
     if adversarial is not None and attack is not None and metrics_cfg.get("stability", True):
         stability, maps_adv = _stability(model, explainer, x, labels, result, adversarial.to(x.device), attack, mode,
                                          cfg)
         metrics.update(stability)
+    if corrupted and metrics_cfg.get("stability", True):
+        metrics.update(_corruption_stability(model, explainer, x, labels, result, corrupted, mode, cfg))
     sanity = _sanity(model, explainer, x, result, cfg) if metrics_cfg.get("sanity", True) else None
     if sanity:
         metrics["sanity_final_ssim"] = {"mean": sanity["final_ssim"], "std": float("nan"), "n": sanity["n"]}
@@ -287,7 +336,11 @@ def _map_suite(model: nn.Module, samples: Samples, explainer: MapExplainer, cfg:
         "class_names": list(class_names),
         "n_samples": len(x),
         "attack": attack if maps_adv is not None else None,
+        "corruption": corruption if corrupted else None,
         "metrics": metrics,
+        "variants": variants,
+        "degeneracy": degenerate,
+        "uninformative": _uninformative(metrics, degenerate),
         "curves": {b: {k: c[f"{k}_curve"].mean(dim=0).tolist() for k in ("deletion", "insertion")}
                    for b, c in curves.items()},
         "sanity": sanity,
@@ -301,6 +354,36 @@ def _map_suite(model: nn.Module, samples: Samples, explainer: MapExplainer, cfg:
 
 
 LOWER_IS_BETTER = ("deletion_auc", "average_drop")
+#: Metrics that a degenerate model (trixai.xai.metrics.degeneracy) makes meaningless.
+DEGENERACY_SENSITIVE = ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence", "pointing_game",
+                        "energy_pointing_game", "topk_iou")
+
+
+def _uninformative(metrics: Mapping, degenerate: Mapping) -> dict | None:
+    """The faithfulness and localisation metrics marked uninformative, with the reason, for a degenerate model."""
+    if not degenerate["degenerate"]:
+        return None
+    keys = [k for k in metrics if k.startswith(DEGENERACY_SENSITIVE) and not k.endswith("_chance")]
+    return {"metrics": keys, "reason": f"degenerate model: {degenerate['reason']}"}
+
+
+def _variant_lines(variants: Mapping) -> list[str]:
+    """One line per metric family naming the variant used (docs/explanations.md defines them)."""
+    lines = []
+    for name, p in (variants.get("deletion_insertion") or {}).items():
+        steps = "one image row per step" if p["steps"] is None else f"{p['steps']} steps"
+        words = {"mean": "the mean colour (normalised zero)", "black": "black",
+                 "blur": f"a {p['blur']} blur ({p['kernel']} px, sigma {p['sigma']})"}
+        lines.append(f"- deletion/insertion `{name}`: deletion to {words[p['deletion']]}, insertion from "
+                     f"{words[p['insertion']]}, {steps}, trapezoid AUC over the normalised step axis")
+    if "confidence_space" in variants:
+        lines.append(f"- average drop / increase in confidence: image ⊙ map in the {variants['confidence_space']} "
+                     "input space")
+    if "pointing_game" in variants:
+        v = variants["pointing_game"]
+        scale = "absolute" if v["tolerance_at"] is None else f"{v['tolerance']} px at {v['tolerance_at']} px, scaled"
+        lines.append(f"- pointing game: tolerance {v['tolerance_px']:.2f} px ({scale})")
+    return ["Variants:", "", *lines] if lines else []
 
 
 def markdown_report(report: dict) -> str:
@@ -309,14 +392,23 @@ def markdown_report(report: dict) -> str:
     lines = [f"# Explanations: {explainer.get('name')} on {report['model']}", "",
              f"{report['n_samples']} images; target: {explainer.get('target', 'predicted')}; "
              f"attack: {report['attack'] or 'none'}.", "",
-             "| metric | mean ± std | n |", "|---|---|---|"]
+             "| metric | mean ± std | 95 % CI of the mean (bootstrap) | n |", "|---|---|---|---|"]
+    flagged = report.get("uninformative") or {"metrics": []}
+    if flagged["metrics"]:
+        lines[-2:-2] = [f"**Uninformative: {flagged['reason']}.** The metrics marked † describe the model's bias, "
+                        "not its explanations.", ""]
     for key, value in report["metrics"].items():
         hint = " (lower is better)" if key.startswith(LOWER_IS_BETTER) else ""
+        hint += " † uninformative" if key in flagged["metrics"] else ""
         std = "" if not math.isfinite(value["std"]) else f" ± {value['std']:.4f}"
         mean = f"{value['mean']:.4f}" if math.isfinite(value["mean"]) else "undefined"
-        lines.append(f"| {key}{hint} | {mean}{std} | {value['n']} |")
+        interval = value.get("mean_ci95")
+        ci = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "—"
+        lines.append(f"| {key}{hint} | {mean}{std} | {ci} | {value['n']} |")
+    lines += ["", *_variant_lines(report.get("variants") or {})]
     if "mask_area_fraction" in report["metrics"]:
-        lines += ["", "Chance level of the pointing game and the energy pointing game: mask_area_fraction."]
+        lines += ["", "Chance levels: pointing_game_chance (the grown mask's area) for the pointing game, "
+                      "mask_area_fraction for the energy pointing game."]
     sanity = report.get("sanity")
     if sanity:
         lines += ["", f"## Parameter randomisation ({'passed' if sanity['passed'] else 'FAILED'}: "

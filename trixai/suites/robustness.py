@@ -10,6 +10,7 @@ per-batch results are saved atomically and reused by a rerun with the same model
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -21,18 +22,21 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from trixai.core.bootstrap import RESAMPLES, Bootstrap
 from trixai.core.errors import TrixaiError
 from trixai.core.frozen import frozen_eval, memory_format
+from trixai.core.metrics import metric_targets
 from trixai.core.values import as_list, parse_eps
 from trixai.robust import masking
 from trixai.robust.attacks import PGD, Attack, AutoAttack
 from trixai.robust.attacks.margins import is_fooled
 from trixai.robust.losses import classification_loss
+from trixai.robust.model_checks import model_checks, probabilities
 from trixai.robust.registry import attack_overrides, create_attack
 from trixai.suites.partial import PartialResults
-from trixai.suites.scoring import score, worst_case_logits
+from trixai.suites.scoring import highest_loss_logits, score, worst_case_logits
 
-FORMAT = "trixai-robustness/1"
+FORMAT = "trixai-robustness/2"
 
 
 def eps_label(eps: float) -> str:
@@ -52,10 +56,13 @@ class MaskingSettings:
 
 @dataclass(frozen=True)
 class AttackRun:
-    """One attack at one eps, as the suite runs and reports it."""
+    """One attack at one eps, as the suite runs and reports it: ``attack`` runs its full budget on every point
+    and gives every metric; ``accuracy_attack`` (its early-stopped twin, with ``early_stop``) gives only accuracy
+    and the attack success rate, where keeping a point's first fooling iterate is exact."""
 
     name: str
     attack: Attack
+    accuracy_attack: Attack | None = None
 
     @property
     def label(self) -> str:
@@ -63,9 +70,24 @@ class AttackRun:
 
     @property
     def key(self) -> str:
-        """Partial-results key: the name and a hash of every setting."""
-        blob = json.dumps(self.attack.settings(), sort_keys=True, default=str).encode()
+        """Partial-results key: the name and a hash of every setting (of both attacks)."""
+        settings = self.attack.settings()
+        if self.accuracy_attack is not None:
+            settings = [settings, self.accuracy_attack.settings()]
+        blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return f"{self.name}_{hashlib.sha256(blob).hexdigest()[:12]}"
+
+    def sources(self) -> dict[str, str]:
+        """Which attack run gives which metric (for the report)."""
+        if isinstance(self.attack, AutoAttack):
+            full = (f"{self.name}: every component on every point (clean-wrong ones included); per point the "
+                    f"component output with the highest attack loss (CE, or BCE summed over labels)")
+            accuracy = f"{self.name}: a point is robust only if its clean prediction and every component's output are right"
+        else:
+            full = f"{self.name}: full budget on every point (clean-wrong ones included), no early stop"
+            accuracy = (f"{self.name} with early stop: a point's first fooling iterate (exact for accuracy)"
+                        if self.accuracy_attack is not None else full)
+        return {"accuracy, attack_success_rate, per-class accuracy": accuracy, "every other metric": full}
 
 
 @contextmanager
@@ -79,9 +101,11 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 @dataclass
 class RobustnessSuite:
     """Settings of the suite: ``attacks`` (registry names, or names -> setting overrides; ``clean`` is implied)
-    at every ``eps`` ([0, 1] pixel units); ``attack_settings``: overrides per name; ``early_stop``: PGD keeps a
-    point's first fooling iterate (exact for accuracy, weaker for AUROC/F1/margins); ``masking``: the large-eps
-    probe (``large_eps: null`` skips it); ``max_points``: only the first N points; ``seed``: random starts.
+    at every ``eps`` ([0, 1] pixel units); ``attack_settings``: overrides per name; ``early_stop``: accuracy and
+    the attack success rate of PGD/FGSM come from an extra early-stopped run (a point's first fooling iterate:
+    exact for accuracy), every other metric always from the full-budget run on every point; ``masking``: the
+    large-eps probe (``large_eps: null`` skips it); ``max_points``: only the first N points; ``seed``: random
+    starts and bootstrap resamples; ``bootstrap``: resamples of the 95 % confidence intervals (0: none).
 
     ``eval_attack`` (an attack from the registry) is the run whose metrics are the test phase's ``rob_*``: it
     joins the suite at its eps, and the suite's attack of that name and eps is that very object.
@@ -94,6 +118,7 @@ class RobustnessSuite:
     masking: MaskingSettings | Mapping | None = field(default_factory=MaskingSettings)
     max_points: int | None = None
     seed: int = 0
+    bootstrap: int = RESAMPLES
     eval_attack: Attack | None = None
 
     def __post_init__(self) -> None:
@@ -122,7 +147,11 @@ class RobustnessSuite:
                 overrides.setdefault("early_stop", True)
             for e in self.eps:
                 primary = self.eval_attack is not None and name == self.eval_attack.name and e == self.eval_attack.eps
-                run = AttackRun(name, self.eval_attack if primary else create_attack(name, e, **overrides))
+                attack = self.eval_attack if primary else create_attack(name, e, **overrides)
+                twin = None
+                if getattr(attack, "early_stop", False):  # early stop is exact for accuracy only
+                    twin, attack = attack, dataclasses.replace(attack, early_stop=False)
+                run = AttackRun(name, attack, twin)
                 self.runs.append(run)
                 if primary:
                     self.primary = run
@@ -145,6 +174,8 @@ class RobustnessSuite:
         described: dict[str, dict] = {}
         for run in self.runs:
             described.setdefault(run.name, {})[run.label] = run.attack.settings()
+            if run.accuracy_attack is not None:
+                described[run.name][run.label]["accuracy_run"] = run.accuracy_attack.settings()
         return described
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, partial_dir: str | Path | None = None,
@@ -207,9 +238,11 @@ class RobustnessPass:
         self.points = 0
         self.clean: dict[str, list] = {"logits": [], "targets": [], "masks": [], "seconds": [], "zero_grad": []}
         self.adversarial: dict[tuple[str, str], dict[str, list]] = {
-            (run.name, run.label): {"logits": [], "linf": [], "seconds": [], "broken_by": []} for run in suite.runs}
+            (run.name, run.label): {"logits": [], "accuracy_logits": [], "linf": [], "seconds": [], "broken_by": []}
+            for run in suite.runs}
         self.large: dict[str, list] = {"logits": [], "seconds": []}
         self.images: list[Tensor] = []
+        self.model_checks: list[dict] = []  # AutoAttack's checks on the model, run on the first batch
 
     @property
     def done(self) -> bool:
@@ -229,9 +262,12 @@ class RobustnessPass:
             x = x.to(self.device, memory_format=self.memory_format)
             y_dev = y.to(self.device)
             clean = self._clean(b, x, y, y_dev)
+            if self.checks and b == 0:
+                eot = any(isinstance(run.attack, AutoAttack) and run.attack.version == "rand" for run in self.suite.runs)
+                self.model_checks = model_checks(self.model, x, y_dev, eot=eot)
             result = BatchResult(clean_logits=clean.to(self.device), rows=len(y))
             for run in self.suite.runs:
-                logits, x_adv = self._attack(b, run, x, y, y_dev)
+                logits, x_adv = self._attack(b, run, x, y, y_dev, clean=clean)
                 if run is self.suite.primary:
                     result.eval_logits, result.eval_images = logits.to(self.device), x_adv
                     if x_adv is not None and self.points < self.keep_images:
@@ -272,29 +308,36 @@ class RobustnessPass:
         return cached["logits"]
 
     def _attack(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor,
-                record: bool = True) -> tuple[Tensor, Tensor | None]:
+                record: bool = True, clean: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         cached = self.partial.load(f"{run.key}_b{b:05d}")
         x_adv = None
         if cached is None:
+            cached = {}
+            _sync(self.device)
+            start = time.perf_counter()
             with seeded(self.suite.seed + b, self.device):
-                _sync(self.device)
-                start = time.perf_counter()
                 if isinstance(run.attack, AutoAttack):
-                    x_adv, broken_by = run.attack.run(self.model, x, y_dev)
+                    x_adv, cached = self._autoattack(run.attack, x, y, y_dev, clean)
                 else:
-                    x_adv, broken_by = run.attack(self.model, x, y_dev), None
-                _sync(self.device)
-                elapsed = time.perf_counter() - start
-            with torch.no_grad():
-                out = self.model(x_adv)
-            cached = {"logits": out.cpu(), "linf": (x_adv - x).abs().flatten(1).amax(dim=1).cpu(),
-                      "seconds": torch.tensor(elapsed)}
-            if broken_by is not None:
-                cached["broken_by"] = broken_by.cpu()
+                    x_adv = run.attack(self.model, x, y_dev)
+            linf = (x_adv - x).abs().flatten(1).amax(dim=1)
+            if run.accuracy_attack is not None:
+                with seeded(self.suite.seed + b, self.device):  # the same random start as the full run
+                    x_first = run.accuracy_attack(self.model, x, y_dev)
+                with torch.no_grad():
+                    cached["accuracy_logits"] = self.model(x_first).cpu()
+                linf = torch.maximum(linf, (x_first - x).abs().flatten(1).amax(dim=1))
+            _sync(self.device)
+            elapsed = time.perf_counter() - start
+            if "logits" not in cached:
+                with torch.no_grad():
+                    cached["logits"] = self.model(x_adv).cpu()
+            cached |= {"linf": linf.cpu(), "seconds": torch.tensor(elapsed)}
             self.partial.save(f"{run.key}_b{b:05d}", cached)
         if record:
             store = self.adversarial[(run.name, run.label)]
             store["logits"].append(cached["logits"])
+            store["accuracy_logits"].append(cached.get("accuracy_logits", cached["logits"]))
             store["linf"].append(cached["linf"])
             store["seconds"].append(float(cached["seconds"]))
             if "broken_by" in cached:
@@ -302,6 +345,19 @@ class RobustnessPass:
         else:
             self.large["seconds"].append(float(cached["seconds"]))
         return cached["logits"], x_adv
+
+    def _autoattack(self, attack: AutoAttack, x: Tensor, y: Tensor, y_dev: Tensor, clean: Tensor
+                    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Every component on every point: accuracy (and which component broke each point) from the first fooling
+        output in order, every other metric from the output with the highest attack loss."""
+        candidates = attack.candidates(self.model, x, y_dev)
+        with torch.no_grad():
+            outputs = [self.model(c).cpu() for c in candidates]
+        first, chosen = worst_case_logits([clean.cpu().float(), *outputs], y)
+        broken_by = torch.where(is_fooled(first, y), chosen - 1, -2)  # AutoAttack.run's codes: -1 clean-wrong, -2 robust
+        logits, pick = highest_loss_logits(outputs, y)
+        x_adv = torch.stack(candidates)[pick.to(x.device), torch.arange(len(x), device=x.device)]
+        return x_adv, {"logits": logits, "accuracy_logits": first, "broken_by": broken_by}
 
     def adversarial_images(self) -> Tensor | None:
         """The evaluation attack's images of the first ``keep_images`` points (None if not all were computed)."""
@@ -324,17 +380,22 @@ class RobustnessPass:
             raise TrixaiError(f"the model's task is {task!r} but the loader yields "
                               f"{'float (N, L)' if targets.is_floating_point() else 'integer class'} targets")
         n = len(targets)
+        boot = (Bootstrap.draw(metric_targets(targets, label_mask), self.suite.bootstrap, self.suite.seed)
+                if self.suite.bootstrap else None)
         clean_seconds = sum(self.clean["seconds"])
-        clean_scores = score(clean_logits, targets, clean_logits, class_names, task, label_mask)
+        clean_scores = score(clean_logits, targets, clean_logits, class_names, task, label_mask, bootstrap=boot)
         clean_scores["images_per_s"] = n / clean_seconds if clean_seconds > 0 else None
         settings = self.suite.settings()
         results: dict[str, dict[str, dict]] = {}
-        logits_of: dict[tuple[str, str], Tensor] = {}
+        logits_of: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         for run in self.suite.runs:
             store = self.adversarial[(run.name, run.label)]
             logits, linf, seconds = torch.cat(store["logits"]), torch.cat(store["linf"]), sum(store["seconds"])
-            logits_of[(run.name, run.label)] = logits
-            entry = score(logits, targets, clean_logits, class_names, task, label_mask)
+            first = torch.cat(store["accuracy_logits"])
+            logits_of[(run.name, run.label)] = (first, logits)
+            entry = score(logits, targets, clean_logits, class_names, task, label_mask, accuracy_logits=first,
+                          bootstrap=boot)
+            entry["metric_runs"] = run.sources()
             entry.update({
                 "eps": run.attack.eps, "linf_mean": float(linf.mean()), "linf_max": float(linf.max()),
                 "linf_within_eps": bool(float(linf.max()) <= run.attack.eps + 1e-6),
@@ -352,8 +413,15 @@ class RobustnessPass:
             names = [name for name in results if label in results[name]]
             if not names:
                 continue
-            worst, chosen = worst_case_logits([clean_logits] + [logits_of[(nm, label)] for nm in names], targets)
-            entry = score(worst, targets, clean_logits, class_names, task, label_mask)
+            worst, chosen = worst_case_logits([clean_logits] + [logits_of[(nm, label)][0] for nm in names], targets)
+            full, _ = highest_loss_logits([logits_of[(nm, label)][1] for nm in names], targets)
+            entry = score(full, targets, clean_logits, class_names, task, label_mask, accuracy_logits=worst,
+                          bootstrap=boot)
+            entry["metric_runs"] = {
+                "accuracy, attack_success_rate, per-class accuracy": "per point the first output that fools it "
+                f"(clean, then the accuracy runs of {', '.join(names)}), else the lowest margin",
+                "every other metric": f"per point the full-budget output of {', '.join(names)} with the highest "
+                "attack loss (CE, or BCE summed over labels)"}
             fooled = is_fooled(worst, targets)
             entry["eps"] = e
             entry["broken_by"] = {src: int(((chosen == i) & fooled).sum()) for i, src in enumerate(["clean"] + names)}
@@ -361,6 +429,9 @@ class RobustnessPass:
         evaluation = {
             "format": FORMAT, "task": task, "class_names": class_names, "n_points": n, "eps": self.suite.eps,
             "eps_labels": [eps_label(e) for e in self.suite.eps], "early_stop": self.suite.early_stop,
+            "bootstrap": None if boot is None else {
+                "resamples": self.suite.bootstrap, "seed": self.suite.seed, "level": 0.95, "method": "percentile",
+                "strata": "class" if task == "multiclass" else "rarest positive label"},
             "seed": self.suite.seed, "channels_last": self.channels_last, "device": str(self.device),
             "eval_attack": None if self.suite.primary is None else
             {"name": self.suite.primary.name, "eps": self.suite.primary.label},
@@ -378,25 +449,45 @@ class RobustnessPass:
             masking.large_eps(large, self.probe.attack.eps if self.probe else float("nan"),
                               0 if large is None else len(large_logits)),
             masking.more_steps(evaluation), masking.black_box(evaluation),
-            masking.zero_gradients(int(zero.sum()), zero_batches, self.batches)]
+            masking.zero_gradients(int(zero.sum()), zero_batches, self.batches),
+            masking.saturated_success(evaluation, int(masking.saturated_points(clean_logits, task == "multilabel",
+                                                                               zero).sum())),
+            probabilities(clean_logits, task == "multilabel"), *self.model_checks]
+        masking.warn_failed(evaluation["masking_checks"])
         evaluation["masking_probe"] = None if self.probe is None else self.probe.attack.settings()
         return evaluation
+
+
+FLAT_KEYS = ("accuracy", "attack_success_rate", "top2", "macro_f1", "balanced_accuracy", "macro_auroc", "macro_auprc")
+
+
+def _flat_entries(evaluation: dict) -> Iterator[tuple[str, dict]]:
+    yield "robust/clean", evaluation["clean"]
+    for name, per_eps in [*evaluation["results"].items(), ("worst", evaluation["worst_case"])]:
+        for label, entry in per_eps.items():
+            yield f"robust/{name}/{label.replace('/', '_')}", entry
 
 
 def flat_metrics(evaluation: dict) -> dict[str, float]:
     """``robust/<attack>/<eps>/<metric>`` scalars for result tables and loggers (eps as ``8_255``)."""
     flat = {"robust/clean/accuracy": evaluation["clean"]["accuracy"]}
-    keys = ("accuracy", "attack_success_rate", "macro_f1", "balanced_accuracy", "macro_auroc")
-    for name, per_eps in [*evaluation["results"].items(), ("worst", evaluation["worst_case"])]:
-        for label, entry in per_eps.items():
-            for key in keys:
-                if entry.get(key) is not None:
-                    flat[f"robust/{name}/{label.replace('/', '_')}/{key}"] = float(entry[key])
+    for prefix, entry in _flat_entries(evaluation):
+        if prefix != "robust/clean":
+            flat |= {f"{prefix}/{key}": float(entry[key]) for key in FLAT_KEYS if entry.get(key) is not None}
     checks = [c["passed"] for c in evaluation["masking_checks"] if c["passed"] is not None]
     flat["robust/masking_checks_passed"] = float(sum(checks))
     flat["robust/masking_checks_failed"] = float(len(checks) - sum(checks))
     return flat
 
 
+def flat_intervals(evaluation: dict) -> dict[str, list[float]]:
+    """``robust/.../<metric>_ci95: [low, high]`` beside the keys of :func:`flat_metrics` (for metrics.json)."""
+    flat = {}
+    for prefix, entry in _flat_entries(evaluation):
+        keys = ("accuracy",) if prefix == "robust/clean" else FLAT_KEYS
+        flat |= {f"{prefix}/{key}_ci95": entry[f"{key}_ci95"] for key in keys if entry.get(f"{key}_ci95")}
+    return flat
+
+
 __all__ = ["AttackRun", "BatchResult", "MaskingSettings", "RobustnessPass", "RobustnessSuite", "eps_label",
-           "flat_metrics", "seeded"]
+           "flat_intervals", "flat_metrics", "seeded"]

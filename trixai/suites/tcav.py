@@ -26,7 +26,8 @@ def _match_channels(images: Tensor, in_chans: int) -> Tensor:
 def concept_and_random_sets(cfg: Mapping, samples_images: Tensor, *, size: int, in_chans: int
                             ) -> tuple[str, Tensor, list[Tensor]]:
     """(concept name, concept images, random sets) as configured; all (N, in_chans, size, size)."""
-    n, n_sets, seed = int(cfg.get("n_concept", 40)), int(cfg.get("n_random_sets", 10)), int(cfg.get("seed", 0))
+    n, seed = int(cfg.get("n_concept", 40)), int(cfg.get("seed", 0))
+    n_sets = 3 * int(cfg.get("n_runs", 10))  # per run: one counter-set, two for a random-vs-random CAV
     concept = str(cfg.get("concept", "ruler"))
     random_dir = cfg.get("random_dir")
     if concept in EMBEDDED_CONCEPTS:
@@ -36,9 +37,10 @@ def concept_and_random_sets(cfg: Mapping, samples_images: Tensor, *, size: int, 
         concept = Path(concept).name
     if random_dir is not None:
         folders = sorted(p for p in Path(random_dir).expanduser().iterdir() if p.is_dir())
-        if len(folders) < 2:
-            raise TrixaiError(f"explainer.random_dir={random_dir}: needs >= 2 subfolders (one per random set)")
-        randoms = [folder_images(p, size=size, in_chans=in_chans, limit=n) for p in folders]
+        if len(folders) < 6:
+            raise TrixaiError(f"explainer.random_dir={random_dir}: needs >= 6 subfolders (one per random set, 3 per "
+                              f"TCAV run), found {len(folders)}")
+        randoms = [folder_images(p, size=size, in_chans=in_chans, limit=n) for p in folders[:n_sets]]
     elif not randoms:
         randoms = random_subsets(samples_images, n, n_sets, seed=seed)
     return concept, _match_channels(images, in_chans), [_match_channels(r, in_chans) for r in randoms]
@@ -75,13 +77,15 @@ def tcav_suite(model: nn.Module, samples, settings: TCAV, out_dir: Path, *, clas
             continue
         result = tcav(model, samples.images[members], index, concept_images.to(device),
                       [r.to(device) for r in randoms], layer, concept=concept, alpha=float(cfg.get("alpha", 0.05)),
+                      cav_fit=str(cfg.get("cav_fit", "raw")), test=str(cfg.get("t_test", "student")),
                       batch_size=int(cfg.get("batch_size", 32)))
         rows.append(result.as_dict())
     if not rows:
         raise TrixaiError("TCAV found no class with >= 2 images in the sample: raise explainer.max_samples")
     report = {"explainer": cfg,
               "model": getattr(model, "name", type(model).__name__), "concept": concept, "layer": layer,
-              "n_concept": len(concept_images), "n_random_sets": len(randoms), "results": rows}
+              "n_concept": len(concept_images), "n_random_sets": len(randoms), "n_runs": rows[0]["n_runs"],
+              "variant": {"cav_fit": rows[0]["cav_fit"], "t_test": rows[0]["t_test"]}, "results": rows}
     atomic_write_json(out_dir / "explanations.json", json_safe(report))
     atomic_write_text(out_dir / "explanations.md", tcav_markdown(report))
     flat = {}
@@ -92,15 +96,21 @@ def tcav_suite(model: nn.Module, samples, settings: TCAV, out_dir: Path, *, clas
 
 
 def tcav_markdown(report: dict) -> str:
+    variant = report["variant"]
+    fit = "raw activations" if variant["cav_fit"] == "raw" else "standardised activations (trixai 0.1 variant)"
+    test = "Student" if variant["t_test"] == "student" else "Welch (trixai 0.1 variant)"
     lines = [f"# TCAV: concept {report['concept']!r} at {report['layer']} of {report['model']}", "",
-             f"{report['n_concept']} concept images, {report['n_random_sets']} random sets; score = fraction of the "
-             "class's images with a positive directional derivative; p: two-sided Welch t-test against "
-             "random-vs-random CAVs.", "",
-             "| class | TCAV score (mean ± std) | random CAVs (mean ± std) | p | significant | CAV accuracy | n |",
-             "|---|---|---|---|---|---|---|"]
+             f"{report['n_concept']} concept images; {report['n_runs']} runs, each with its own random set, and "
+             f"{report['n_runs']} random-vs-random CAVs from further random sets ({report['n_random_sets']} "
+             f"independent random sets). CAV: logistic regression on {fit}. Score = fraction of the class's "
+             f"images with a positive directional derivative; p: two-sided {test} t-test of the concept's scores "
+             "against the random-vs-random scores (Kim et al. 2018).", "",
+             "| class | TCAV score (mean ± std) | random CAVs (mean ± std) | p | significant | CAV accuracy | runs | n |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         p = f"{r['p_value']:.2g}" if math.isfinite(r["p_value"]) else "nan"
         lines.append(f"| {r['class_name']} | {r['score_mean']:.3f} ± {r['score_std']:.3f} | "
                      f"{r['random_score_mean']:.3f} ± {r['random_score_std']:.3f} | {p} | "
-                     f"{'yes' if r['significant'] else 'no'} | {r['cav_accuracy_mean']:.3f} | {r['n_inputs']} |")
+                     f"{'yes' if r['significant'] else 'no'} | {r['cav_accuracy_mean']:.3f} | {r['n_runs']} | "
+                     f"{r['n_inputs']} |")
     return "\n".join(lines) + "\n"

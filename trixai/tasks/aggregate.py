@@ -9,12 +9,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from scipy import stats
+
 from trixai.tasks.runs import Row
+
+LEVEL = 0.95
 
 
 @dataclass(frozen=True)
 class Stat:
-    """One column over the runs of a configuration: mean, sample std (n − 1; 0 for one value), number of values."""
+    """One column over the runs of a configuration: mean, sample std (n − 1; 0 for one value), number of values,
+    and the Student-t 95 % interval of the mean across seeds, ``mean ± t_{0.975, n-1} · std / sqrt(n)``."""
 
     mean: float
     std: float
@@ -27,6 +32,14 @@ class Stat:
         if not finite:
             return None
         return cls(statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0, len(finite))
+
+    @property
+    def t_interval(self) -> tuple[float, float] | None:
+        """The t-interval of the mean across seeds; None for fewer than two values."""
+        if self.n < 2:
+            return None
+        half = float(stats.t.ppf(0.5 + LEVEL / 2, self.n - 1)) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
@@ -19,8 +19,12 @@ from trixai.core.frozen import frozen_eval
 from trixai.core.values import as_list
 from trixai.data.images import IMAGE_SUFFIXES, read_image
 from trixai.models.export import load_model
+from trixai.suites.corruption import CorruptionSuite
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites, samples_needed
+from trixai.tasks.audit import check_first_batch, external_spec, open_external, refuse_torchscript_maps, split_loader
+from trixai.tasks.html_report import write_run_report
+from trixai.tasks.provenance import config_record, run_model_origin, write_provenance
 from trixai.tasks.quiet import quiet_third_party
 from trixai.xai import figures
 from trixai.xai.explainers import MapExplainer
@@ -117,6 +121,20 @@ def dataset_loader(cfg: DictConfig, model) -> DataLoader:
     return DataLoader(bundle.split(cfg.split), batch_size=int(cfg.explanation.batch_size), shuffle=False)
 
 
+def _corruption_suite(cfg: DictConfig, model, points: int) -> CorruptionSuite | None:
+    """The ``corruptions`` group on the explained samples only (stability under corruption, corruptions.json);
+    ``auto`` picks the set of the dataset (its MedMNIST flag or its source's name)."""
+    if cfg.get("corruptions") is None:
+        return None
+    settings = {**OmegaConf.to_container(cfg.corruptions, resolve=True), "max_points": points}
+    dataset = None
+    if cfg.inputs is None:
+        data = cfg.get("dataset") or (getattr(model, "meta", None) or {}).get("config", {}).get("dataset") or {}
+        if data.get("_target_"):
+            dataset = data.get("flag") or getattr(get_class(data["_target_"]), "name", None)
+    return CorruptionSuite.from_config(settings, dataset=dataset, seed=int(cfg.seed))
+
+
 def run(cfg: DictConfig) -> dict:
     """Explain, score and report; returns the flat metrics written to the report."""
     quiet_third_party()
@@ -127,7 +145,15 @@ def run(cfg: DictConfig) -> dict:
     explainer = instantiate(cfg.explainer)
     settings = OmegaConf.to_container(cfg.explanation, resolve=True)
     out_dir = Path(cfg.paths.output_dir)
-    model = load_model(cfg.ckpt, map_location=resolve_device(cfg.device))
+    spec = external_spec(cfg)
+    bundle = data_cfg = None
+    if spec is None:
+        model = load_model(cfg.ckpt, map_location=resolve_device(cfg.device))
+        origin = run_model_origin(cfg.ckpt, model.meta)
+    else:  # a model trixai did not train (the external keys); inputs= needs no dataset
+        model, bundle, data_cfg = open_external(cfg, spec, resolve_device(cfg.device), with_dataset=cfg.inputs is None)
+        origin = spec.provenance()
+    refuse_torchscript_maps(model)
     attack = instantiate(cfg.attack) if cfg.get("attack") else None
     loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     try:
@@ -144,17 +170,25 @@ def run(cfg: DictConfig) -> dict:
                        for k in ("image", "target", "name")}]
             settings["max_samples"] = len(samples)
         else:
-            loader = dataset_loader(cfg, model)
+            loader = (dataset_loader(cfg, model) if bundle is None else
+                      split_loader(bundle, cfg.split, int(settings["batch_size"])))
+            check_first_batch(model, next(iter(loader)), f"the {cfg.split} split")
         # the stability attack runs on the explained samples only, seeded per batch as in every suite
         suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=samples_needed(explainer, settings))
-        suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings)
+        suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings,
+                          corruptions=_corruption_suite(cfg, model, samples_needed(explainer, settings)))
         wandb_logger = next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
         metrics = run_suites(suites, loader, out_dir, progress=False, logger=wandb_logger)
         for logger in loggers:
             logger.log_metrics(metrics)
         for key, value in metrics.items():
             log.info("%s = %.4f", key, value)
-        print(f"explanations written to {out_dir}")
+        if data_cfg is None and cfg.inputs is None:  # the dataset of a trixai run: chosen, or recorded in model.json
+            data_cfg = (OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None
+                        else (model.meta.get("config") or {}).get("dataset"))
+        write_provenance(out_dir, "explain", config=config_record(cfg, data_cfg), model=origin,
+                         dataset=(data_cfg or {}).get("_target_"))
+        print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")
         return metrics
     finally:
         for logger in loggers:

@@ -39,7 +39,9 @@ def fmt(value: object) -> str:
 
 def _cell(value: object, scale: float) -> str:
     if isinstance(value, Stat):
-        return f"{fmt(value.mean * scale)} ± {fmt(value.std * scale)}"
+        interval = value.t_interval
+        text = f"{fmt(value.mean * scale)} ± {fmt(value.std * scale)}"
+        return text if interval is None else f"{text} [{fmt(interval[0] * scale)}, {fmt(interval[1] * scale)}]"
     return fmt(value * scale if isinstance(value, float) else value)
 
 
@@ -63,13 +65,16 @@ def csv_text(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> st
 
 
 def summary_csv(summary: Sequence[Configuration], columns: Sequence[str]) -> str:
-    """summary.csv: per configuration its identity, n, seeds, then ``<column> mean`` and ``<column> std``."""
+    """summary.csv: per configuration its identity, n, seeds, then ``<column> mean``, ``<column> std`` and the
+    t-interval across seeds ``<column> t95_low`` / ``t95_high`` (empty for one seed)."""
     header = ["sweep", "model", "objective", "varied", "config", "n", "seeds",
-              *(f"{c} {s}" for c in columns for s in ("mean", "std"))]
+              *(f"{c} {s}" for c in columns for s in ("mean", "std", "t95_low", "t95_high"))]
     rows = [{"sweep": c.sweep, "model": c.model, "objective": c.objective, "varied": c.varied, "config": c.config,
              "n": c.n, "seeds": ",".join(str(seed) for seed in c.seeds),
              **{f"{column} {field}": getattr(stat, field) for column, stat in c.stats.items()
-                for field in ("mean", "std")}}
+                for field in ("mean", "std")},
+             **{f"{column} t95_{side}": bound for column, stat in c.stats.items() if stat.t_interval
+                for side, bound in zip(("low", "high"), stat.t_interval, strict=True)}}
             for c in summary]
     return csv_text(rows, header)
 
@@ -83,7 +88,9 @@ def report_markdown(rows: Sequence[Mapping[str, object]], summary: Sequence[Conf
     if any(c.n > 1 for c in summary):
         table = [{"sweep": c.sweep, "model": c.model, "objective": c.objective, "varied": c.varied, "n": c.n, **c.stats}
                  for c in summary]
-        sections.append("## Mean ± std over seeds\n\n" + markdown_table(table, [*CONFIGURATION_COLUMNS, *columns]))
+        sections.append("## Mean ± std over seeds\n\nIn brackets: the 95 % Student-t interval of the mean across seeds "
+                        "(mean ± t_{0.975, n-1} · std / √n).\n\n"
+                        + markdown_table(table, [*CONFIGURATION_COLUMNS, *columns]))
     if figures:
         sections.append("## Figures\n\n" + "".join(f"![{name}]({name})\n" for name in figures))
     return sections

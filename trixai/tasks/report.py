@@ -16,19 +16,23 @@ sends them to W&B.
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_text
 from trixai.core.values import as_list
+from trixai.models.export import git_state, package_versions
 from trixai.tasks.aggregate import Configuration, seed_summary, varied_overrides
+from trixai.tasks.html_report import write_sweep_report
 from trixai.tasks.loggers import log_report
-from trixai.tasks.render import csv_text, plot_pareto, plot_tradeoff, report_markdown, summary_csv
+from trixai.tasks.render import UNITS, csv_text, plot_pareto, plot_tradeoff, report_markdown, summary_csv
 from trixai.tasks.runs import ID_COLUMNS, Row, find_run_dirs, read_run
 
 log = logging.getLogger(__name__)
@@ -108,8 +112,16 @@ def build_report(cfg: DictConfig) -> dict:
     figures = _figures(summary, keys, out_dir)
     markdown = report_markdown(rows, summary, main, roots, figures)
     atomic_write_text(out_dir / "report.md", "\n".join(markdown))
+    html = write_sweep_report(out_dir, rows=rows, summary=summary, columns=main, id_columns=ID_COLUMNS, units=UNITS,
+                              sources=roots, figures=figures, provenance=report_provenance(cfg))
     log_report(rows, [*ID_COLUMNS, *main], figures, project=cfg.wandb.project, mode=cfg.wandb.mode, out_dir=out_dir)
     print(markdown[0])
-    print(f"trixai-report: {len(rows)} runs -> {out_dir}")
+    print(f"trixai-report: {len(rows)} runs -> {out_dir} ({html.name})")
     return {"csv": out_dir / "report.csv", "markdown": out_dir / "report.md", "summary": out_dir / "summary.csv",
-            "figures": figures, "rows": len(rows)}
+            "html": html, "figures": figures, "rows": len(rows)}
+
+
+def report_provenance(cfg: DictConfig) -> dict:
+    """The command, time, config, versions and git commit of this report."""
+    return {"command": " ".join(sys.argv), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": package_versions(), "git": git_state(), "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -1,5 +1,6 @@
 """The result tables printed at the end of a run: test metrics clean and under the evaluation attack, the suites'
-headline metrics (robust/*, xai/*), and the efficiency profile."""
+headline metrics (robust/*, xai/*), and the efficiency profile. A metric ``k`` with ``k_ci95: [low, high]`` beside
+it (bootstrap 95 % interval) is printed as ``value [low, high]``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from fnmatch import fnmatch
 from rich.console import Console
 from rich.table import Table
 
+from trixai.core.bootstrap import SUFFIX
 from trixai.suites.robustness import eps_label
 
 METRIC_ORDER = ("acc", "top2", "bal_acc", "f1", "auroc", "auprc", "cam_ssim")
 #: Suite metrics shown (all of them are in metrics.json's ``extra`` and the suites' own reports).
 SUITE_ROWS = ("robust/*/accuracy", "robust/masking_checks_*", "xai/pointing_game", "xai/energy_pointing_game",
-              "xai/mask_area_fraction", "xai/topk_iou", "xai/deletion_auc_blur", "xai/insertion_auc_blur",
+              "xai/mask_area_fraction", "xai/topk_iou", "xai/deletion_auc_*", "xai/insertion_auc_*",
               "xai/stability_ssim", "xai/stability_spearman", "xai/sanity_passed", "xai/tcav*")
 PROFILE_ROWS = ("params", "macs", "latency_ms_b1", "throughput_b32")
 
@@ -32,8 +34,10 @@ def results_tables(metrics: dict, meta: dict) -> list[Table]:
     extra, profile = metrics.get("extra") or {}, metrics.get("profile") or {}
     shown = _evaluation_attack_row(metrics.get("eval_attack"))  # already the test table's attacked column
     sections = {
-        "robustness and explanation suites": [(k, v) for k, v in extra.items()
-                                              if k != shown and any(fnmatch(k, p) for p in SUITE_ROWS)],
+        "robustness and explanation suites": [(k, _with_interval(v, extra.get(f"{k}{SUFFIX}")))
+                                              for k, v in extra.items()
+                                              if k != shown and any(fnmatch(k, p) for p in SUITE_ROWS)
+                                              and not k.endswith(SUFFIX)],
         "efficiency profile": [(f"profile/{k}", profile[k]) for k in PROFILE_ROWS if k in profile],
     }
     return [_test_table(metrics, meta), *(_value_table(title, rows) for title, rows in sections.items() if rows)]
@@ -69,9 +73,17 @@ def _test_table(metrics: dict, meta: dict) -> Table:
     for name in METRIC_ORDER:
         if name in test:
             robust = test.get(f"rob_{name}")
-            attacked_cell = ["—" if robust is None else f"{robust:.4f}"] if attacked else []
-            table.add_row(name, f"{test[name]:.4f}", *attacked_cell)
+            attacked_cell = [_with_interval(robust, test.get(f"rob_{name}{SUFFIX}"))] if attacked else []
+            table.add_row(name, _with_interval(test[name], test.get(f"{name}{SUFFIX}")), *attacked_cell)
     return table
+
+
+def _with_interval(value: object, interval: list[float] | None) -> str:
+    """``0.8123 [0.781, 0.842]``; the bare value without an interval; "—" without a value."""
+    if value is None:
+        return "—"
+    text = _format(value)
+    return f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else text
 
 
 def _format(value: object) -> str:

@@ -17,10 +17,14 @@ from trixai.core.files import atomic_write_json
 from trixai.core.metrics import primary_metric
 from trixai.data.datamodule import TrixDataModule
 from trixai.models.export import export_model, model_metadata
+from trixai.robust.corruptions.augment import CorruptionAugment
+from trixai.suites.corruption import CorruptionSuite
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites
+from trixai.tasks.html_report import try_write_run_report
 from trixai.tasks.quiet import quiet_third_party
 from trixai.tasks.results import print_results
+from trixai.training.collapse import CollapseGuard
 from trixai.training.module import TrixModule
 from trixai.training.profiling import profile_model
 
@@ -38,7 +42,14 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
         clean_warmup_epochs=cfg.clean_warmup_epochs, warmup_class_weights=cfg.warmup_class_weighting,
         cam_ssim_layer=cfg.cam_ssim_eval, channels_last=cfg.channels_last, eval_seed=cfg.seed,
+        corruption_augment=CorruptionAugment.from_config(datamodule.corruption_augment,
+                                                         dataset=_dataset_name(cfg, info.name)),
     )
+
+
+def _dataset_name(cfg: DictConfig, name: str) -> str:
+    """The name that picks a dataset's corruption set (``set: auto``): a MedMNIST flag, else the source's name."""
+    return OmegaConf.select(cfg, "dataset.flag", default=None) or name
 
 
 def _auto_monitor(cfg: DictConfig, task: str) -> str:
@@ -51,14 +62,16 @@ def _scalars(metrics: dict, stage: str) -> dict[str, float]:
     return {k.removeprefix(f"{stage}/"): float(v) for k, v in metrics.items() if k.startswith(f"{stage}/")}
 
 
-def build_test_suites(cfg: DictConfig, module: TrixModule) -> SuiteRun:
+def build_test_suites(cfg: DictConfig, module: TrixModule, dataset: str | None = None) -> SuiteRun:
     """The suites of the test phase: every (attack, eps) of ``robustness`` once per test batch (the evaluation
-    attack's run gives test/rob_*), and the explainer over the first test samples with those adversarial images."""
+    attack's run gives test/rob_*), the ``corruptions`` suite on every test batch, and the explainer over the first
+    test samples with those adversarial and corrupted images. ``dataset``: its name, for ``corruptions=auto``."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     suite = RobustnessSuite.from_config(plain.get("robustness"), eval_attack=module.eval_attack, seed=cfg.seed)
     return SuiteRun(module.model, robustness=suite, report_robustness=cfg.robustness is not None,
                     explainer=instantiate(cfg.explainer) if cfg.explainer else None,
-                    explanation=plain.get("explanation"), channels_last=cfg.channels_last)
+                    explanation=plain.get("explanation"), channels_last=cfg.channels_last,
+                    corruptions=CorruptionSuite.from_config(plain.get("corruptions"), dataset=dataset, seed=cfg.seed))
 
 
 def train(cfg: DictConfig) -> dict:
@@ -95,12 +108,13 @@ def train(cfg: DictConfig) -> dict:
         # one process: the test loop drives the suites (each test batch attacked once); under DDP each rank sees a
         # shard, so the test loop scores the evaluation attack alone and rank zero runs the suites on the whole set
         single = trainer.world_size == 1
+        dataset = _dataset_name(cfg, datamodule.info.name)
         if cfg.test:
-            module.test_suites = build_test_suites(cfg, module) if single else None
+            module.test_suites = build_test_suites(cfg, module, dataset) if single else None
             test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0]
         metrics = {
             "val": val,
-            "test": _scalars(test, "test"),
+            "test": _scalars(test, "test") | (module.test_intervals if cfg.test else {}),
             "monitor": cfg.monitor,
             "best_checkpoint": best,
             "best_score": float(score) if score is not None else None,
@@ -108,14 +122,18 @@ def train(cfg: DictConfig) -> dict:
             "eval_attack": module.eval_attack.settings() if module.eval_attack else None,
             "class_counts": datamodule.bundle.stats.get("class_counts"),
         }
+        guard = next((c for c in trainer.callbacks if isinstance(c, CollapseGuard)), None)
+        if guard is not None and guard.history:
+            metrics["collapse_guard"] = {"history": guard.history, "collapse": guard.collapse}
         if trainer.is_global_zero:
             wandb = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
             if cfg.test:
                 report = {"source": {"run_dir": str(run_dir)}, "wandb_run": wandb.experiment if wandb else None,
                           "logger": wandb}
-                metrics["extra"] = (module.test_suites.finish(run_dir, **report) if single else
-                                    run_suites(build_test_suites(cfg, module), datamodule.test_dataloader(), run_dir,
-                                               progress=False, **report))
+                suites = module.test_suites if single else build_test_suites(cfg, module, dataset)
+                metrics["extra"] = (suites.finish(run_dir, **report) if single else
+                                    run_suites(suites, datamodule.test_dataloader(), run_dir, progress=False, **report))
+                metrics["extra"] |= suites.intervals  # <metric>_ci95 beside the suites' metrics
             if cfg.profile:
                 metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics
@@ -123,6 +141,8 @@ def train(cfg: DictConfig) -> dict:
             export_model(module.model, run_dir, module.meta, fp16=cfg.export_fp16)
             atomic_write_json(run_dir / "metrics.json", metrics)
             print_results(metrics, module.meta)
+            if (page := try_write_run_report(run_dir)) is not None:
+                print(f"report: {page}")
         return metrics
     finally:
         for logger in loggers:

@@ -9,10 +9,18 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from trixai.core.bootstrap import Bootstrap
 from trixai.core.errors import TrixaiError
-from trixai.core.metrics import classification_metrics, metric_targets, probabilities
+from trixai.core.metrics import (
+    classification_metrics,
+    metric_targets,
+    per_output_auroc,
+    probabilities,
+    weighted_metrics,
+)
 from trixai.models.factory import TrixModel
 from trixai.robust.attacks import Attack
+from trixai.robust.corruptions.augment import CorruptionAugment
 from trixai.suites.robustness import RobustnessSuite, seeded
 from trixai.suites.runner import SuiteRun
 from trixai.training.objectives import Objective, Standard, cam_ssim
@@ -30,8 +38,12 @@ class TrixModule(L.LightningModule):
     ``cam_ssim_layer``: also log ``{stage}/cam_ssim``, the SSIM between Grad-CAM maps of clean and attacked
     images at that layer (same per-sample target: the label, or the top prediction for multi-label).
     ``eval_seed``: random starts of ``eval_attack`` are drawn from ``eval_seed + batch index`` (global RNG untouched).
+    ``corruption_augment``: corrupts a random share of each training batch on the device (``data.augment.corruptions``);
+    its seed per step is drawn from the global generator, so seeded runs repeat.
     The test phase runs through ``test_suites`` (a :class:`~trixai.suites.runner.SuiteRun`; by default one with
     only ``eval_attack``): ``test/rob_*`` are the metrics of the suite's evaluation attack, from the same pass.
+    After the test loop, :attr:`test_intervals` holds their bootstrap 95 % intervals (``acc_ci95``, ``rob_acc_ci95``)
+    and the AUROC of every class/label (``auroc_per_class``/``auroc_per_label``, null where undefined).
     """
 
     def __init__(self, model: TrixModel, objective: Objective, *, attack: Attack | None = None,
@@ -39,7 +51,8 @@ class TrixModule(L.LightningModule):
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
                  class_weights: Tensor | None = None, robust_eval: bool = True,
                  clean_warmup_epochs: int = 0, warmup_class_weights: bool = True, cam_ssim_layer: str | None = None,
-                 channels_last: bool = False, eval_seed: int = 0) -> None:
+                 channels_last: bool = False, eval_seed: int = 0,
+                 corruption_augment: CorruptionAugment | None = None) -> None:
         super().__init__()
         objective.check(attack)
         self.model, self.objective, self.warmup_objective = model, objective, Standard()
@@ -50,13 +63,18 @@ class TrixModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
         self.register_buffer("class_weights", class_weights, persistent=False)
-        metrics = classification_metrics(model.task, model.num_classes)
-        self.train_metrics = metrics.clone(prefix="train/")
+        metrics = classification_metrics(model.task, model.num_classes, getattr(model, "class_names", None))
+        self.train_metrics, self.train_robust = metrics.clone(prefix="train/"), metrics.clone(prefix="train/rob_")
         self.val_metrics, self.val_robust = metrics.clone(prefix="val/"), metrics.clone(prefix="val/rob_")
         self.test_metrics, self.test_robust = metrics.clone(prefix="test/"), metrics.clone(prefix="test/rob_")
         self.meta: dict = {}
         self.eval_seed = int(eval_seed)
+        self.corruption_augment = corruption_augment
         self.test_suites: SuiteRun | None = None
+        self.test_intervals: dict[str, list[float] | None] = {}
+        self._test_points: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+        self._test_cam_ssim: list[Tensor] = []
+        self._after_step: Callable[[], None] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -82,7 +100,10 @@ class TrixModule(L.LightningModule):
         warmup = self.current_epoch < self.clean_warmup_epochs
         objective = self.warmup_objective if warmup else self.objective
         weight = self.class_weights if self.warmup_class_weights or not warmup else None
-        out = objective(self.model, self._images(batch), batch["target"], attack=self.attack, weight=weight,
+        x = self._images(batch)
+        if self.corruption_augment is not None:
+            x = self.corruption_augment(x, seed=int(torch.randint(1 << 62, (1,))))
+        out = objective(self.model, x, batch["target"], attack=self.attack, weight=weight,
                         label_mask=batch.get("label_mask"))
         if not torch.isfinite(out.loss):
             terms = ", ".join(f"{k}={v.item():.4g}" for k, v in out.terms.items())
@@ -95,7 +116,23 @@ class TrixModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=batch_size)
         self.train_metrics.update(self._scores(out.logits.detach()), self._metric_target(batch))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        if out.adversarial_logits is not None:  # training robust accuracy (robust overfitting: Rice et al. 2020)
+            self.train_robust.update(self._scores(out.adversarial_logits.detach()), self._metric_target(batch))
+            self.log_dict(self.train_robust, on_step=False, on_epoch=True, batch_size=batch_size)
+        self._after_step = out.restore
         return out.loss
+
+    def on_fit_start(self) -> None:
+        if getattr(self.objective, "awp_gamma", None) is not None and self.trainer.accumulate_grad_batches != 1:
+            raise TrixaiError("objective.awp_gamma needs trainer.accumulate_grad_batches=1 (AWP perturbs and restores "
+                              "the weights around every optimiser step)")
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then whatever the objective put on the weights for it (AWP) comes off again."""
+        super().optimizer_step(*args, **kwargs)
+        if self._after_step is not None:
+            self._after_step()
+            self._after_step = None
 
     def _check_grad_mode(self) -> None:
         if torch.is_inference_mode_enabled():
@@ -105,6 +142,8 @@ class TrixModule(L.LightningModule):
         if self.cam_ssim_layer is not None:
             similarity = cam_ssim(self.model, x, x_adv, target, self.cam_ssim_layer)[0]
             self.log(f"{stage}/cam_ssim", similarity.mean(), batch_size=len(x))
+            if stage == "test":
+                self._test_cam_ssim.append(similarity.detach().double().cpu())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._check_grad_mode()
@@ -124,6 +163,41 @@ class TrixModule(L.LightningModule):
             self.test_suites = SuiteRun(self.model, robustness=suite, report_robustness=False,
                                         channels_last=self.memory_format == torch.channels_last)
 
+    def on_test_epoch_start(self) -> None:
+        self._test_points = {"": ([], []), "rob_": ([], [])}
+        self._test_cam_ssim = []
+
+    def _keep_test_points(self, prefix: str, scores: Tensor, target: Tensor) -> None:
+        self._test_points[prefix][0].append(scores.detach().float().cpu())
+        self._test_points[prefix][1].append(target.detach().cpu())
+
+    def on_test_epoch_end(self) -> None:
+        """Percentile-bootstrap intervals of every test metric over the test points (stratified, seeded)."""
+        self.test_intervals = {}
+        for prefix, (scores, targets) in self._test_points.items():
+            if not scores:
+                continue
+            scores, targets = torch.cat(scores), torch.cat(targets)
+            if self.trainer.world_size > 1:
+                scores, targets = self._gather_in_dataset_order(scores), self._gather_in_dataset_order(targets)
+            boot = Bootstrap.draw(targets, seed=self.eval_seed)
+            intervals = boot.intervals(lambda w, s=scores, t=targets: weighted_metrics(s, t, self.model.task, w))
+            self.test_intervals |= {f"{prefix}{name}": value for name, value in intervals.items()}
+            self.test_intervals[f"{prefix}auroc_per_{'class' if self.model.task == 'multiclass' else 'label'}"] = \
+                per_output_auroc(scores, targets, self.model.task, self.model.class_names)
+        if self._test_cam_ssim:  # the mean over the attacked test points, not stratified
+            values = torch.cat(self._test_cam_ssim)
+            boot = Bootstrap.draw(torch.zeros(len(values), dtype=torch.long), seed=self.eval_seed)
+            self.test_intervals |= boot.intervals(lambda w: {"cam_ssim": w.double() @ values / w.sum(1)})
+        self._test_points, self._test_cam_ssim = {}, []
+
+    def _gather_in_dataset_order(self, values: Tensor) -> Tensor:
+        """Every rank's test points in the dataset's order: the DistributedSampler (no shuffle) gives rank r the
+        points r, r + W, r + 2W, ... and pads equal shards with the first points, which are cut off again."""
+        gathered = self.all_gather(values.to(self.device)).transpose(0, 1).flatten(0, 1).cpu()
+        total = len(getattr(self.trainer.test_dataloaders, "dataset", gathered))
+        return gathered[:total]
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         """Clean and robust metrics from the suites' pass over this batch (one attack run per batch)."""
         self._check_grad_mode()
@@ -134,10 +208,14 @@ class TrixModule(L.LightningModule):
         if rows < len(x):
             with torch.no_grad():
                 logits.append(self.model(x[rows:]))
-        self.test_metrics.update(self._scores(torch.cat(logits)), target)
+        scores = self._scores(torch.cat(logits))
+        self.test_metrics.update(scores, target)
+        self._keep_test_points("", scores, target)
         self.log_dict(self.test_metrics, batch_size=len(x))
         if result is not None and result.eval_logits is not None:
-            self.test_robust.update(self._scores(result.eval_logits), target[:rows])
+            robust_scores = self._scores(result.eval_logits)
+            self.test_robust.update(robust_scores, target[:rows])
+            self._keep_test_points("rob_", robust_scores, target[:rows])
             self.log_dict(self.test_robust, batch_size=rows)
             if result.eval_images is not None:
                 self._log_cam_ssim("test", x[:rows], result.eval_images, batch["target"][:rows])

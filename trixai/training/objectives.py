@@ -1,35 +1,47 @@
-"""Training objectives: standard, PGD-AT (Madry) and TRADES (Zhang et al. 2019, official semantics)."""
+"""Training objectives: standard, PGD-AT (Madry), Fast-AT (Wong), TRADES (Zhang), MART (Wang), tri-objective."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trixai.core.errors import TrixaiError
 from trixai.core.frozen import frozen_eval
 from trixai.robust.attacks import PGD, Attack, gradient_ascent
 from trixai.robust.losses import classification_loss, is_multilabel, output_divergence
+from trixai.training.awp import check_gamma, perturb_weights
 from trixai.xai.gradcam import CamResult, grad_cam
 from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, check_window, ssim
 
 
 @dataclass
 class ObjectiveOutput:
-    """The loss to minimise, the logits to score training metrics on, and every term for logging."""
+    """The loss to minimise, the logits to score training metrics on, and every term for logging.
+
+    ``adversarial_logits``: the logits of the adversarial batch (training robust accuracy), when there is one.
+    ``restore``: called right after the optimiser step (AWP takes its weight perturbation off there).
+    """
 
     loss: Tensor
     logits: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
+    adversarial_logits: Tensor | None = None
+    restore: Callable[[], None] | None = None
 
 
 class Objective(ABC):
-    """``objective(model, x, y, attack=..., weight=..., label_mask=...)`` -> :class:`ObjectiveOutput`."""
+    """``objective(model, x, y, attack=..., weight=..., label_mask=...)`` -> :class:`ObjectiveOutput`.
+
+    ``attacks``: the ``attack`` group's choices the objective can use (``None``: no adversary needed).
+    """
 
     name: str = ""
-    needs_attack: bool = False
+    attacks: tuple[str, ...] | None = None
     epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -37,8 +49,16 @@ class Objective(ABC):
         self.epoch = epoch
 
     def check(self, attack: Attack | None) -> None:
-        if self.needs_attack and attack is None:
-            raise TrixaiError(f"objective={self.name} needs an adversary: choose attack=fgsm|pgd7|pgd10|pgd20, not none")
+        """Refuse an adversary this objective cannot use, listing the ones that fit."""
+        if self.attacks is None:
+            return
+        fits = attack is not None and (attack.name in self.attacks or
+                                       ("pgd<k>" in self.attacks and type(attack) is PGD))
+        if not fits:
+            got = "none" if attack is None else attack.name
+            raise TrixaiError(f"objective={self.name} cannot use attack={got}: choose attack="
+                              + "|".join(a for a in self.attacks if a != "pgd<k>")
+                              + (" (or any pgd<k>)" if "pgd<k>" in self.attacks else ""))
 
     @abstractmethod
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, attack: Attack | None = None,
@@ -56,21 +76,91 @@ class Standard(Objective):
         return ObjectiveOutput(loss, logits, {"ce": loss.detach()})
 
 
-class PGDAT(Objective):
+PGD_ATTACKS = ("fgsm", "pgd7", "pgd10", "pgd20", "pgd<k>")
+
+
+@dataclass(kw_only=True)
+class AdversarialObjective(Objective):
+    """An objective on adversarial examples: :meth:`examples` makes them, :meth:`loss` scores the batch.
+
+    ``awp_gamma`` (Wu et al. 2020; e.g. 5e-3): the training loss is taken at weights perturbed along the
+    loss's own gradient (see :mod:`trixai.training.awp`) from epoch ``awp_warmup`` on; ``null`` turns it off.
+    """
+
+    awp_gamma: float | None = None
+    awp_warmup: int = 0
+    attacks = PGD_ATTACKS
+
+    def __post_init__(self) -> None:
+        check_gamma(self.awp_gamma)
+        if self.awp_warmup < 0:
+            raise TrixaiError(f"objective.awp_warmup={self.awp_warmup}: expected epochs >= 0")
+
+    @abstractmethod
+    def examples(self, model: nn.Module, x: Tensor, y: Tensor, attack: Attack) -> Tensor:
+        """The adversarial batch (made in eval mode, model state restored)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, *, weight: Tensor | None,
+             label_mask: Tensor | None) -> ObjectiveOutput:
+        """The training loss of the clean and adversarial batch at the model's current weights."""
+
+    def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
+        self.check(attack)
+        x_adv = self.examples(model, x, y, attack)
+        restore = None
+        if self.awp_gamma is not None and self.epoch >= self.awp_warmup:
+            def ascent_loss() -> Tensor:
+                return self.loss(model, x, x_adv, y, weight=weight, label_mask=label_mask).loss
+
+            restore = perturb_weights(model, ascent_loss, float(self.awp_gamma)).restore
+        out = self.loss(model, x, x_adv, y, weight=weight, label_mask=label_mask)
+        out.restore = restore
+        return out
+
+
+@dataclass(kw_only=True)
+class PGDAT(AdversarialObjective):
     """Madry et al. adversarial training: loss = CE(f(x_adv), y), x_adv from the training attack in eval mode."""
 
     name = "pgd_at"
-    needs_attack = True
+    attacks = (*PGD_ATTACKS, "apgd-ce", "apgd-dlr")
 
-    def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
-        x_adv = attack(model, x, y)
+    def examples(self, model, x, y, attack) -> Tensor:
+        return attack(model, x, y)
+
+    def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
         logits_adv = model(x_adv)
         loss = classification_loss(logits_adv, y, weight=weight, label_mask=label_mask)
-        return ObjectiveOutput(loss, logits_adv, {"ce_adv": loss.detach()})
+        return ObjectiveOutput(loss, logits_adv, {"ce_adv": loss.detach()}, adversarial_logits=logits_adv)
 
 
-@dataclass
-class TRADES(Objective):
+@dataclass(kw_only=True)
+class FastAT(PGDAT):
+    """Wong et al. 2020 ("Fast is better than free"): PGD-AT with one FGSM step of ``alpha_ratio * eps`` (1.25)
+    from a uniform random start in the eps-ball, projected and clamped to [0, 1]; only ``eps`` comes from
+    ``attack=fgsm``. The adversary runs in eval mode like every trixai objective (the authors' code leaves the
+    model in train mode). Fast-AT can overfit catastrophically: the ``collapse_guard`` callback watches it.
+    """
+
+    alpha_ratio: float = 1.25
+    name = "fast_at"
+    attacks = ("fgsm",)
+    collapses = True  # the collapse guard watches this objective
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.alpha_ratio <= 2.0:
+            raise TrixaiError(f"objective.alpha_ratio={self.alpha_ratio}: expected a step of (0, 2] x eps "
+                              "(Wong et al. 2020 use 1.25)")
+
+    def examples(self, model, x, y, attack) -> Tensor:
+        step = PGD(eps=attack.eps, alpha=self.alpha_ratio * attack.eps, steps=1, random_start=True, norm=attack.norm)
+        return step(model, x, y)
+
+
+@dataclass(kw_only=True)
+class TRADES(AdversarialObjective):
     """loss = CE(f(x), y) + beta * KL_batchmean(f(x_adv) || f(x)) with the clean branch not detached.
 
     The adversary's eps/alpha/steps/norm come from the ``attack`` group; clean and adversarial batches use
@@ -79,18 +169,47 @@ class TRADES(Objective):
 
     beta: float = 6.0
     name = "trades"
-    needs_attack = True
 
-    def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
-        if not isinstance(attack, PGD):
-            raise TrixaiError(f"objective=trades takes eps/alpha/steps from a PGD-type attack, got {attack!r}")
-        multilabel = is_multilabel(y)
-        x_adv = trades_adversary(model, x, attack, multilabel=multilabel)
+    def examples(self, model, x, y, attack) -> Tensor:
+        return trades_adversary(model, x, attack, multilabel=is_multilabel(y))
+
+    def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
         logits = model(x)
         logits_adv = model(x_adv)
         ce = classification_loss(logits, y, weight=weight, label_mask=label_mask)
-        kl = output_divergence(logits_adv, logits, multilabel=multilabel).mean()
-        return ObjectiveOutput(ce + self.beta * kl, logits, {"ce": ce.detach(), "kl": kl.detach()})
+        kl = output_divergence(logits_adv, logits, multilabel=is_multilabel(y)).mean()
+        return ObjectiveOutput(ce + self.beta * kl, logits, {"ce": ce.detach(), "kl": kl.detach()},
+                               adversarial_logits=logits_adv)
+
+
+@dataclass(kw_only=True)
+class MART(AdversarialObjective):
+    """Wang et al. 2020 (MART): x_adv from the training attack (PGD on CE);
+    loss = BCE(f(x_adv), y) + beta * mean_i KL(p(x_i) || p(x_adv_i)) * (1 - p_y(x_i)), with the boosted CE
+    BCE = -log p_y(x_adv) - log(1 - max_{k != y} p_k(x_adv)). Multiclass only (it is defined on a softmax).
+    """
+
+    beta: float = 6.0
+    name = "mart"
+
+    def examples(self, model, x, y, attack) -> Tensor:
+        if is_multilabel(y):
+            raise TrixaiError("objective=mart is defined on softmax outputs (multiclass); for multi-label data use "
+                              "objective=pgd_at or objective=trades")
+        return attack(model, x, y)
+
+    def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
+        logits = model(x)
+        logits_adv = model(x_adv)
+        log_p_adv = F.log_softmax(logits_adv, dim=1)
+        other = log_p_adv.scatter(1, y[:, None], float("-inf")).max(dim=1).values  # log max_{k != y} p_k
+        ce_adv = F.nll_loss(log_p_adv, y, weight=weight)
+        margin = -torch.log1p(-other.exp().clamp(max=1 - 1e-7)).mean()  # -log(1 - max_{k != y} p_k(x_adv))
+        p_true = F.softmax(logits, dim=1).gather(1, y[:, None]).squeeze(1)
+        kl = (output_divergence(logits_adv, logits, multilabel=False) * (1 - p_true)).mean()
+        loss = ce_adv + margin + self.beta * kl
+        return ObjectiveOutput(loss, logits, {"bce_adv": (ce_adv + margin).detach(), "kl_weighted": kl.detach()},
+                               adversarial_logits=logits_adv)
 
 
 def trades_adversary(model: nn.Module, x: Tensor, attack: PGD, *, multilabel: bool) -> Tensor:
@@ -120,7 +239,7 @@ def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, 
     return similarity, clean, adv
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TriObjective(TRADES):
     """TRADES + lambda_expl * (1 - SSIM(CAM(x), CAM(x_adv))): accuracy, robustness and explanation stability.
 
@@ -144,6 +263,8 @@ class TriObjective(TRADES):
     name = "tri_objective"
 
     def __post_init__(self) -> None:
+        if self.awp_gamma is not None:
+            raise TrixaiError("objective.awp_gamma: AWP is offered on pgd_at, fast_at, trades and mart, not tri_objective")
         if self.adversary not in ("trades", "attack"):
             raise TrixaiError(f"objective.adversary={self.adversary!r} is not one of ['trades', 'attack']")
         check_window(self.ssim_window, self.ssim_sigma, names=("objective.ssim_window", "objective.ssim_sigma"))
@@ -155,8 +276,7 @@ class TriObjective(TRADES):
         return self.lambda_expl * ramp
 
     def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
-        if not isinstance(attack, PGD):
-            raise TrixaiError(f"objective=tri_objective takes eps/alpha/steps from a PGD-type attack, got {attack!r}")
+        self.check(attack)
         multilabel = is_multilabel(y)
         x_adv = trades_adversary(model, x, attack, multilabel=multilabel)
         x_expl = x_adv if self.adversary == "trades" else attack(model, x, y)
@@ -172,4 +292,4 @@ class TriObjective(TRADES):
         loss = ce + self.beta * kl + lam * expl
         terms = {"ce": ce.detach(), "kl": kl.detach(), "expl": expl.detach(), "cam_ssim": similarity.detach(),
                  "lambda_expl": torch.tensor(lam)}
-        return ObjectiveOutput(loss, logits, terms)
+        return ObjectiveOutput(loss, logits, terms, adversarial_logits=logits_adv)

@@ -83,14 +83,17 @@ class SEAttention(MapExplainer):
 @dataclass
 class TCAV:
     """Settings of TCAV (Kim et al. 2018) for the explanation suite: ``concept`` (``ruler`` or a folder) at
-    ``layer``, ``n_random_sets`` random counter-sets of ``n_concept`` images, over ``max_samples`` inputs."""
+    ``layer``, ``n_runs`` runs (3 random sets of ``n_concept`` images each), over ``max_samples`` inputs;
+    ``cav_fit`` (``raw`` | ``standardised``) and ``t_test`` (``student`` | ``welch``) pick the variant."""
 
     layer: str = "high"
     concept: str = "ruler"
     random_dir: str | None = None
     classes: list | str | int | None = None
     n_concept: int = 40
-    n_random_sets: int = 10
+    n_runs: int = 10
+    cav_fit: str = "raw"
+    t_test: str = "student"
     alpha: float = 0.05
     max_samples: int = 140
     batch_size: int = 32

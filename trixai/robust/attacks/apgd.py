@@ -46,6 +46,18 @@ def checkpoint_periods(steps: int) -> list[int]:
     return periods
 
 
+def halve_step(rises: Tensor, period: int, reduced_last: Tensor, best_checked: Tensor, best: Tensor,
+               rho: float = 0.75) -> Tensor:
+    """At a checkpoint: which points halve their step size (and restart from their best point).
+
+    Condition 1: the loss rose in at most ``rho * period`` of the period's steps (``<=``, as in the original
+    ``check_oscillation``). Condition 2: the step was not halved at the previous checkpoint and the best loss
+    has not risen since. ``reduced_last`` starts all true, so the first checkpoint applies condition 1 only,
+    exactly as the original code (``autopgd_base.py``, ``reduced_last_check = ones``).
+    """
+    return (rises <= rho * period) | (~reduced_last & (best_checked >= best))
+
+
 def _direction(grad: Tensor, norm: str) -> Tensor:
     if norm == "linf":
         return grad.sign()
@@ -80,11 +92,13 @@ def apgd_run(
     x0 = x
     current = random_start(x0, eps, norm)
     loss, grad, hit = evaluate(current, index)
+    # "loss" is the previous step's loss the next one is compared with; the first step is compared with 0,
+    # as in the original (its loss history starts as zeros and the first comparison reads that zero row).
     state = {
-        "x0": x0, "current": current, "previous": current, "grad": grad, "loss": loss,
+        "x0": x0, "current": current, "previous": current, "grad": grad, "loss": torch.zeros_like(loss),
         "best": current, "grad_best": grad, "loss_best": loss, "loss_best_checked": loss,
-        "eta": torch.full((n,), 2.0 * eps, device=x.device), "successes": torch.zeros(n, device=x.device),
-        "reduced_last": torch.zeros(n, dtype=torch.bool, device=x.device), "index": index,
+        "eta": torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device), "rises": torch.zeros(n, device=x.device),
+        "reduced_last": torch.ones(n, dtype=torch.bool, device=x.device), "index": index,
     }
 
     def retire(hit: Tensor) -> None:
@@ -109,7 +123,7 @@ def apgd_run(
         step = s["current"] + a * (z - s["current"]) + (1 - a) * (s["current"] - s["previous"])
         s["previous"], s["current"] = s["current"], project(step, s["x0"], eps, norm)
         loss, s["grad"], hit = evaluate(s["current"], s["index"])
-        s["successes"] = s["successes"] + (loss > s["loss"]).float()
+        s["rises"] = s["rises"] + (loss > s["loss"]).float()
         s["loss"] = loss
         better = loss > s["loss_best"]
         s["best"] = torch.where(better.view(view), s["current"], s["best"])
@@ -117,14 +131,13 @@ def apgd_run(
         s["loss_best"] = torch.where(better, loss, s["loss_best"])
         retire(hit)
         if k + 1 in checkpoints:
-            oscillating = s["successes"] < rho * checkpoints[k + 1]
-            stalled = ~s["reduced_last"] & (s["loss_best_checked"] >= s["loss_best"])
-            reduce = oscillating | stalled
+            reduce = halve_step(s["rises"], checkpoints[k + 1], s["reduced_last"], s["loss_best_checked"],
+                                s["loss_best"], rho)
             s["eta"] = torch.where(reduce, s["eta"] / 2, s["eta"])
             s["current"] = torch.where(reduce.view(view), s["best"], s["current"])
             s["grad"] = torch.where(reduce.view(view), s["grad_best"], s["grad"])
             s["reduced_last"], s["loss_best_checked"] = reduce, s["loss_best"]
-            s["successes"] = torch.zeros_like(s["successes"])
+            s["rises"] = torch.zeros_like(s["rises"])
     x_adv[state["index"]] = state["best"]
     return x_adv, fooled
 

@@ -1,7 +1,8 @@
 """AutoAttack (Croce & Hein 2020): a fixed ensemble run in order, each attack only on the points still robust.
 
-``standard``: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 100 iterations and one
-restart each. ``rand`` (stochastic models): APGD-CE and APGD-DLR with 20 EOT samples per gradient.
+``standard``: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries, its ``autoattack``
+variant: the original p-schedule on absolute queries, no redraws), 100 iterations and one restart each.
+``rand`` (stochastic models): APGD-CE and APGD-DLR with 20 EOT samples per gradient.
 ``max_batch`` bounds the stacked batches of APGD-T, FAB-T (targets side by side) and Square (speculative
 queries); it changes the speed, not the attack.
 The result is the per-point worst case: a point counts as robust only if every attack failed on it.
@@ -58,7 +59,8 @@ class AutoAttack(Attack):
         return [APGD(eps=self.eps, steps=self.steps, loss="ce"),
                 APGDT(eps=self.eps, steps=self.steps, targets=self.targets, max_batch=self.max_batch),
                 FABT(eps=self.eps, steps=self.steps, targets=self.targets, max_batch=self.max_batch),
-                Square(eps=self.eps, queries=self.queries, seed=self.seed, max_batch=self.max_batch)]
+                Square(eps=self.eps, queries=self.queries, seed=self.seed, max_batch=self.max_batch,
+                       variant="autoattack")]
 
     def describe(self, num_outputs: int, multilabel: bool) -> list[dict]:
         """Every component's settings plus the loss variant used for this output layout."""
@@ -95,6 +97,17 @@ class AutoAttack(Attack):
                 x_adv[rows[hit]] = adv[hit]
                 broken_by[rows[hit]] = position
         return x_adv, broken_by
+
+    def candidates(self, model: nn.Module, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Every component's adversarial examples for every point (clean-wrong points included, no component
+        skips a point another one broke), in order: the per-point worst case of metrics other than accuracy."""
+        x, y = x.detach(), y.detach()
+        devices = [x.device] if x.device.type == "cuda" else []
+        with frozen_eval(model), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            with torch.no_grad():
+                outputs = model(x[:1]).shape[1]
+            return [attack.perturb(model, x, y).detach() for attack in self.components(outputs, is_multilabel(y))]
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return self.run(model, x, y)[0]

@@ -1,8 +1,18 @@
 """Square Attack, L-inf (Andriushchenko et al. 2020): score-based random search with square updates.
 
-Starts from vertical stripes of +-eps, then each query redraws one random square window (side from the
-published ``p`` schedule, defined on 10,000 queries and rescaled to the budget) to +-eps per channel and
-keeps it when the margin loss drops. Points stop querying once fooled.
+Starts from vertical stripes of +-eps, then each query sets one random square window to +-eps per channel
+and keeps it when the margin loss drops. Points stop querying once fooled. The window's side follows the
+published ``p`` schedule (``p_init`` halved after queries 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000).
+
+Two variants (``variant``), after the authors' code:
+
+- ``"square"`` (standalone default, after Andriushchenko et al.'s code): the schedule is defined on 10,000
+  queries and rescaled to the budget; a sign draw that would not change the image is redrawn (up to 4 draws;
+  theirs redraws until one changes it); side at most ``h - 1``; the corner is drawn from ``0 .. h - side``.
+- ``"autoattack"`` (AutoAttack's ``square.py`` as AutoAttack runs it, ``resc_schedule=False``): the schedule
+  counts absolute queries (with 5,000 queries ``p`` ends at ``p_init / 128``); no redraws (a proposal that
+  changes nothing spends its query); side at most ``min(h, w)``; the window's corner is drawn from
+  ``0 .. h - side - 1`` (0 when the window covers the image).
 """
 
 from __future__ import annotations
@@ -17,14 +27,16 @@ from trixai.core.errors import TrixaiError
 from trixai.robust.attacks.base import Attack
 from trixai.robust.attacks.margins import is_fooled, margin
 
-_DRAWS = 4
+_DRAWS = {"square": 4, "autoattack": 1}
 """Sign draws per point and query: a proposal that would not change the image takes the next draw."""
+VARIANTS = tuple(_DRAWS)
 _HALVINGS = ((10, 0), (50, 1), (200, 2), (500, 3), (1000, 4), (2000, 5), (4000, 6), (6000, 7), (8000, 8))
 
 
-def square_fraction(p_init: float, query: int, budget: int) -> float:
-    """Fraction of pixels the square covers at ``query``: ``p_init`` halved at 10/50/200/.../8000 of 10,000."""
-    scaled = int(query / budget * 10000)
+def square_fraction(p_init: float, query: int, budget: int, rescale: bool = True) -> float:
+    """Fraction of pixels the square covers at ``query`` (0-based): ``p_init`` halved after queries
+    10/50/200/.../8000, counted out of 10,000 rescaled to ``budget`` (``rescale``) or absolutely."""
+    scaled = int(query / budget * 10000) if rescale else query
     halvings = 9
     for bound, count in _HALVINGS:
         if scaled <= bound:
@@ -38,7 +50,8 @@ class Square(Attack):
     """Untargeted Square Attack with the margin loss; ``queries`` per point after the initial one.
 
     Query ``q`` proposes one window (shared by the points, as in the published code) and per point one sign
-    per channel, drawn up front; a proposal that would not change the image takes the point's next draw.
+    per channel, drawn up front; in the ``square`` variant a proposal that would not change the image takes
+    the point's next draw (see the module docstring for the ``autoattack`` variant).
     Most proposals are rejected, so the next proposals of a point are evaluated together in one batch of
     at most ``max_batch`` rows, all built on the point's current image (speculation): the first accepted one
     wins and the later ones are dropped. The result is the sequential search's, query for query.
@@ -50,8 +63,11 @@ class Square(Attack):
     restarts: int = 1
     seed: int = 0
     max_batch: int = 128
+    variant: str = "square"
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise TrixaiError(f"attack.variant={self.variant!r} is not one of {list(VARIANTS)} (Square)")
         if self.eps < 0 or self.queries < 1 or self.restarts < 1 or not 0 < self.p_init <= 1 or self.max_batch < 1:
             raise TrixaiError(f"Square needs eps >= 0, queries >= 1, restarts >= 1, 0 < p_init <= 1, max_batch >= 1 "
                               f"(got {self.eps}, {self.queries}, {self.restarts}, {self.p_init}, {self.max_batch})")
@@ -82,11 +98,14 @@ class Square(Attack):
 
     def _windows(self, h: int, w: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Per query: the square's side and its top-left corner, (queries,) each."""
-        sides = torch.tensor([min(max(round(math.sqrt(square_fraction(self.p_init, q, self.queries) * h * w)), 1),
-                                  h - 1) for q in range(self.queries)], device=device)
+        original = self.variant == "autoattack"
+        largest, positions = (min(h, w), 0) if original else (h - 1, 1)
+        sides = torch.tensor([min(max(round(math.sqrt(square_fraction(self.p_init, q, self.queries, not original)
+                                                      * h * w)), 1), largest)
+                              for q in range(self.queries)], device=device)
         uniform = torch.rand(2, self.queries, generator=generator, device=device)
-        tops = (uniform[0] * (h - sides + 1)).long().clamp_max(h - sides)
-        lefts = (uniform[1] * (w - sides + 1)).long().clamp_max(w - sides)
+        tops = (uniform[0] * (h - sides + positions)).long().clamp_max(h - sides)
+        lefts = (uniform[1] * (w - sides + positions)).long().clamp_max(w - sides)
         return sides, tops, lefts
 
     def _run(self, model: nn.Module, x0: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -96,7 +115,8 @@ class Square(Attack):
         logits = model(best)
         best_margin, fooled = margin(logits, y), is_fooled(logits, y)
         sides, tops, lefts = self._windows(h, w, generator, device)
-        signs = self._signs((self.queries, n, _DRAWS, c), generator, device, torch.int8)
+        draws_per_query = _DRAWS[self.variant]
+        signs = self._signs((self.queries, n, draws_per_query, c), generator, device, torch.int8)
         done = torch.zeros(n, dtype=torch.long, device=device)  # queries used per point
         accepted, proposed = 1, 4  # running acceptance rate, prior 1/4
         rows_h, rows_w = torch.arange(h, device=device), torch.arange(w, device=device)
@@ -117,9 +137,9 @@ class Square(Attack):
             base, origin = best[point], x0[point]
             draws = signs[query, point].to(x0.dtype)  # (m * depth, draws, c)
             candidate, moved = base, torch.zeros(len(point), dtype=torch.bool, device=device)
-            for draw in range(_DRAWS):  # the first draw that changes the image
+            for draw in range(draws_per_query):  # the first draw that changes the image (no redraws: the only one)
                 proposal = torch.where(inside, (origin + self.eps * draws[:, draw, :, None, None]).clamp(0, 1), base)
-                use = ~moved & ((proposal - base).abs().flatten(1).sum(dim=1) >= 1e-7)
+                use = ~moved & (((proposal - base).abs().flatten(1).sum(dim=1) >= 1e-7) | (draws_per_query == 1))
                 candidate = torch.where(use.view(-1, 1, 1, 1), proposal, candidate)
                 moved |= use
                 if bool(moved.all()):

@@ -1,14 +1,22 @@
 """Faithfulness (Petsiuk et al. 2018, RISE; Chattopadhyay et al. 2018, Grad-CAM++).
 
-Deletion removes the most salient pixels first (replacing them by a baseline image) and integrates the
-target probability over the removed fraction (lower = more faithful); insertion starts from the baseline
-and adds the most salient pixels first (higher = more faithful). All step images come from one ranking per
-sample and run through the model in batches; the two paths share their end points (the image and the baseline).
+Deletion replaces the most salient pixels first by a substrate and integrates the target probability over the
+removed fraction (lower = more faithful); insertion starts from a substrate and restores the most salient pixels
+first (higher = more faithful). A :class:`Protocol` names the substrates and the step size. The default, ``rise``,
+is the published one: deletion to the model's normalised zero (the mean colour), insertion from a blurred copy
+(RISE's 11 x 11 kernel, sigma 5, zero-padded in the normalised space), one image row of W pixels per step, AUC by
+the trapezoid rule over the normalised step axis. Every step of a sample comes from one ranking of its pixels
+(a single argsort); step images are composed on the fly and run through the model in batches.
+
+Images are in [0, 1]; ``mean`` is the per-channel colour the model's input normalisation maps to zero (trixai
+models normalise inside ``forward``, see :func:`input_mean`), so "zero in the normalised space" is ``mean`` here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +25,62 @@ from torch import Tensor, nn
 from trixai.core.errors import TrixaiError
 from trixai.core.frozen import frozen_eval, memory_format
 
-BASELINES = ("blur", "constant")
+SUBSTRATES = ("mean", "black", "blur")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A deletion/insertion variant: the substrates, the blur and the step size.
+
+    ``deletion``/``insertion``: ``mean`` (the normalised zero), ``black`` (0 in [0, 1]) or ``blur``.
+    ``blur``: ``rise`` (RISE's kernel: scipy's Gaussian filter of a delta in a ``kernel`` x ``kernel`` window,
+    applied with zero padding in the normalised space) or ``reflect`` (a sampled Gaussian of radius
+    ceil(3 sigma), reflect padding). ``steps``: None = one image row (W pixels) per step, else that many
+    equal steps.
+    """
+
+    name: str
+    deletion: str
+    insertion: str
+    blur: str = "rise"
+    kernel: int = 11
+    sigma: float = 5.0
+    steps: int | None = None
+
+    def settings(self) -> dict:
+        return asdict(self)
+
+
+PROTOCOLS = {
+    "rise": Protocol("rise", deletion="mean", insertion="blur"),
+    # trixai 0.1's variants: both paths to/from the same substrate, 20 steps
+    "blur": Protocol("blur", deletion="blur", insertion="blur", blur="reflect", kernel=31, sigma=5.0, steps=20),
+    "constant": Protocol("constant", deletion="black", insertion="black", steps=20),
+}
+
+
+def protocol(spec: str | Protocol, *, steps: int | None = None) -> Protocol:
+    """The named protocol (``rise``, ``blur``, ``constant``), optionally with ``steps`` overridden."""
+    if isinstance(spec, Protocol):
+        chosen = spec
+    elif spec in PROTOCOLS:
+        chosen = PROTOCOLS[spec]
+    else:
+        raise TrixaiError(f"faithfulness protocol {spec!r} is not one of {list(PROTOCOLS)}")
+    if steps is not None:
+        if steps < 1:
+            raise TrixaiError(f"faithfulness steps={steps} must be >= 1")
+        chosen = Protocol(**{**asdict(chosen), "steps": int(steps)})
+    return chosen
+
+
+def input_mean(model: nn.Module, channels: int) -> Tensor:
+    """The colour (C,) in [0, 1] that the model's input normalisation maps to zero: its ``mean`` buffer, or 0
+    for a model without one (its input space is then its normalised space)."""
+    mean = getattr(model, "mean", None)
+    if mean is None:
+        return torch.zeros(channels)
+    return torch.as_tensor(mean, dtype=torch.float32).flatten().detach().cpu()
 
 
 def class_probability(logits: Tensor, targets: Tensor, task: str) -> Tensor:
@@ -28,108 +91,147 @@ def class_probability(logits: Tensor, targets: Tensor, task: str) -> Tensor:
     return F.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
 
 
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur (kernel radius 3 sigma, reflect padding) of (N, C, H, W) images."""
-    radius = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
-    coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+def rise_kernel(size: int = 11, sigma: float = 5.0) -> Tensor:
+    """RISE's 1-D blur taps (the 2-D kernel is their outer product): scipy.ndimage.gaussian_filter (truncate 4,
+    ``reflect`` boundary) of a delta in the middle of ``size`` samples, i.e. the Gaussian folded into the window."""
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = weights / weights.sum()
+    position = (torch.arange(size)[:, None] + offsets.long()[None, :]) % (2 * size)
+    position = torch.where(position >= size, 2 * size - 1 - position, position)  # half-sample reflection
+    return (weights[None, :] * (position == size // 2)).sum(dim=1)
+
+
+def sampled_kernel(sigma: float, radius: int) -> Tensor:
+    """Normalised Gaussian taps exp(-d^2 / 2 sigma^2) for d = -radius..radius."""
+    coords = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    out = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return kernel / kernel.sum()
 
 
-def make_baseline(x: Tensor, kind: str, *, blur_sigma: float = 5.0, value: float = 0.0) -> Tensor:
-    """The image that replaces removed pixels: ``blur`` (Gaussian-blurred copy) or ``constant`` (``value``)."""
+def _separable(x: Tensor, taps: Tensor) -> Tensor:
+    c, taps = x.shape[1], taps.to(x.device, x.dtype)
+    out = F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable sampled Gaussian blur (radius ceil(3 sigma), capped below the image size; reflect padding)."""
+    radius = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
+    return _separable(F.pad(x, (radius,) * 4, mode="reflect"), sampled_kernel(sigma, radius))
+
+
+def rise_blur(x: Tensor, mean: Tensor, size: int = 11, sigma: float = 5.0) -> Tensor:
+    """RISE's blur: :func:`rise_kernel` applied with zero padding in the normalised space (= ``mean`` here)."""
+    shift = mean.to(x.device, x.dtype).view(1, -1, 1, 1)
+    return shift + _separable(F.pad(x - shift, (size // 2,) * 4), rise_kernel(size, sigma))
+
+
+def substrate(x: Tensor, kind: str, chosen: Protocol, mean: Tensor) -> Tensor:
+    """The image that the ``kind`` substrate puts in place of removed pixels."""
+    if kind == "mean":
+        return mean.to(x.device, x.dtype).view(1, -1, 1, 1).expand_as(x)
+    if kind == "black":
+        return torch.zeros_like(x)
     if kind == "blur":
-        return gaussian_blur(x, blur_sigma)
-    if kind == "constant":
-        return torch.full_like(x, value)
-    raise TrixaiError(f"faithfulness baseline {kind!r} is not one of {list(BASELINES)}")
+        return rise_blur(x, mean, chosen.kernel, chosen.sigma) if chosen.blur == "rise" else gaussian_blur(x, chosen.sigma)
+    raise TrixaiError(f"faithfulness substrate {kind!r} is not one of {list(SUBSTRATES)}")
 
 
-def step_masks(maps: Tensor, steps: int) -> Tensor:
-    """(N, steps + 1, H, W) masks; step k marks the round(k / steps * H * W) most salient pixels.
-
-    One stable descending argsort per sample defines every step (ties keep raster order).
-    """
-    if steps < 1:
-        raise TrixaiError(f"faithfulness steps={steps} must be >= 1")
+def pixel_ranks(maps: Tensor) -> Tensor:
+    """(N, H * W) rank of each pixel by descending saliency: one stable argsort per sample (ties keep raster order)."""
     n, h, w = maps.shape
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w, device=maps.device).expand(n, -1))
-    counts = torch.round(torch.arange(steps + 1, device=maps.device, dtype=torch.float64) / steps * (h * w)).long()
-    return (rank[:, None, :] < counts[None, :, None]).view(n, steps + 1, h, w)
+    return rank
 
 
-def _step_probabilities(model: nn.Module, x: Tensor, base: Tensor, masks: Tensor, targets: Tensor, task: str,
-                        batch_size: int, layout: torch.memory_format) -> tuple[Tensor, Tensor]:
-    """Target probabilities along the deletion and insertion paths; returns two (N, steps + 1) tensors.
+def step_counts(h: int, w: int, steps: int | None) -> Tensor:
+    """Pixels removed/restored after each step: k * W for k = 0..ceil(H W / W) (capped at H W), or
+    round(k / steps * H W) for ``steps`` equal steps."""
+    if steps is None:
+        n_steps = -(-h * w // w)
+        return (torch.arange(n_steps + 1) * w).clamp_max(h * w)
+    return torch.round(torch.arange(steps + 1, dtype=torch.float64) / steps * (h * w)).long()
 
-    Deletion step k shows ``x`` with ``masks[:, k]`` replaced by ``base``; insertion step k shows ``base`` with
-    ``masks[:, k]`` taken from ``x``. The paths share their end points (``x`` and ``base``), which run once; the
-    inner steps of both paths stream through the model together in batches of ``batch_size`` (in ``layout``).
-    """
-    n, k = masks.shape[:2]
-    inner = masks[:, 1:-1].flatten(0, 1)  # (N * (K - 2), H, W): sample i's step j + 1 at row i * (K - 2) + j
-    rows_per_path = inner.shape[0]
-    probs = torch.empty(2 * n + 2 * rows_per_path, device=x.device)
-    ends = torch.cat([x, base])
-    for begin in range(0, 2 * n, batch_size):
-        rows = torch.arange(begin, min(begin + batch_size, 2 * n), device=x.device)
-        probs[rows] = class_probability(model(ends[rows].contiguous(memory_format=layout)), targets[rows % n], task)
-    for begin in range(0, 2 * rows_per_path, batch_size):
-        rows = torch.arange(begin, min(begin + batch_size, 2 * rows_per_path), device=x.device)
-        insertion = rows >= rows_per_path  # the deletion path first, then the insertion path
-        step = rows - insertion.long() * rows_per_path
-        sample = step // (k - 2)
-        m = inner[step].unsqueeze(1).to(x.dtype)
-        start = torch.where(insertion.view(-1, 1, 1, 1), base[sample], x[sample])
-        end = torch.where(insertion.view(-1, 1, 1, 1), x[sample], base[sample])
-        images = (start * (1 - m) + end * m).contiguous(memory_format=layout)
-        probs[2 * n + rows] = class_probability(model(images), targets[sample], task)
-    p_x, p_base = probs[:n, None], probs[n:2 * n, None]
-    deletion_inner, insertion_inner = probs[2 * n:].view(2, n, k - 2)
-    return torch.cat([p_x, deletion_inner, p_base], dim=1), torch.cat([p_base, insertion_inner, p_x], dim=1)
+
+def step_masks(maps: Tensor, steps: int | None) -> Tensor:
+    """(N, K + 1, H, W) boolean masks of the pixels changed after each step (for inspection; the metric itself
+    composes them batch by batch from :func:`pixel_ranks`)."""
+    counts = step_counts(*maps.shape[-2:], steps).to(maps.device)
+    return (pixel_ranks(maps)[:, None, :] < counts[None, :, None]).view(maps.shape[0], len(counts), *maps.shape[-2:])
+
+
+def _path(model: nn.Module, start: Tensor, end: Tensor, ranks: Tensor, counts: Tensor, targets: Tensor, task: str,
+          batch_size: int, layout: torch.memory_format) -> Tensor:
+    """(N, K + 1) target probabilities of ``start`` with its ``counts[k]`` top-ranked pixels taken from ``end``."""
+    n, k = start.shape[0], counts.numel()
+    h, w = start.shape[-2:]
+    probs = torch.empty(n * k, device=start.device)
+    for begin in range(0, n * k, batch_size):
+        rows = torch.arange(begin, min(begin + batch_size, n * k), device=start.device)
+        sample, step = rows // k, rows % k
+        m = (ranks[sample] < counts[step, None]).view(-1, 1, h, w).to(start.dtype)
+        images = (start[sample] * (1 - m) + end[sample] * m).contiguous(memory_format=layout)
+        probs[rows] = class_probability(model(images), targets[sample], task).float()
+    return probs.view(n, k)
 
 
 def trapezoid_auc(curve: Tensor) -> Tensor:
-    """Area under (N, steps + 1) curves sampled at fractions 0, 1/steps, ..., 1."""
+    """Area under (N, K + 1) curves sampled at the normalised steps 0, 1/K, ..., 1 (trapezoid rule)."""
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
 @torch.no_grad()
 def deletion_insertion(
-    model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, *, steps: int = 20, baseline: str = "blur",
-    blur_sigma: float = 5.0, task: str = "multiclass", batch_size: int = 256, channels_last: bool = True,
+    model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, *, variant: str | Protocol = "rise",
+    steps: int | None = None, mean: Tensor | Sequence[float] | None = None, task: str = "multiclass",
+    batch_size: int = 256, channels_last: bool = True,
 ) -> dict[str, Tensor]:
-    """Deletion and insertion curves (N, steps + 1) and AUCs (N,) for saliency ``maps`` (N, H, W).
+    """Deletion and insertion curves (N, K + 1) and per-sample AUCs (N,) for saliency ``maps`` (N, H, W).
 
-    ``channels_last``: run the step images and the model's weights in that memory format (faster convolutions;
-    the model's layout is restored afterwards).
+    ``variant``: a :data:`PROTOCOLS` name or a :class:`Protocol`; ``steps`` overrides its step count.
+    ``mean``: the normalised zero in [0, 1] (default: :func:`input_mean` of ``model``). ``channels_last``: run the
+    step images and the model in that memory format (the model's layout is restored afterwards).
     """
     if maps.shape != (x.shape[0], *x.shape[-2:]):
         raise TrixaiError(f"maps {tuple(maps.shape)} must be (N, H, W) at the image size {tuple(x.shape)}")
-    masks = step_masks(maps, steps)
-    base = make_baseline(x, baseline, blur_sigma=blur_sigma)
+    chosen = protocol(variant, steps=steps)
+    mean = input_mean(model, x.shape[1]) if mean is None else torch.as_tensor(mean, dtype=torch.float32).flatten()
+    if mean.numel() != x.shape[1]:
+        raise TrixaiError(f"faithfulness mean has {mean.numel()} values; the images have {x.shape[1]} channels")
+    ranks = pixel_ranks(maps)
+    counts = step_counts(*x.shape[-2:], chosen.steps).to(x.device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     with frozen_eval(model), memory_format(model, channels_last), torch.no_grad():
-        deletion, insertion = _step_probabilities(model, x, base, masks, targets, task, batch_size, layout)
+        deleted = substrate(x, chosen.deletion, chosen, mean)
+        inserted = deleted if chosen.insertion == chosen.deletion else substrate(x, chosen.insertion, chosen, mean)
+        deletion = _path(model, x, deleted, ranks, counts, targets, task, batch_size, layout)
+        insertion = _path(model, inserted, x, ranks, counts, targets, task, batch_size, layout)
     return {"deletion_curve": deletion, "insertion_curve": insertion,
             "deletion_auc": trapezoid_auc(deletion), "insertion_auc": trapezoid_auc(insertion)}
 
 
-@torch.no_grad()
-def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, *,
-                      task: str = "multiclass") -> dict[str, Tensor]:
-    """Average drop and increase in confidence (Grad-CAM++) for the image masked by its map, ``x * map``.
+EXPLANATION_SPACES = ("normalised", "raw")
 
-    Per sample: ``drop = max(0, p(x) - p(x * map)) / p(x)`` and ``increase = p(x * map) > p(x)``.
+
+@torch.no_grad()
+def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, *, task: str = "multiclass",
+                      space: str = "normalised", mean: Tensor | Sequence[float] | None = None) -> dict[str, Tensor]:
+    """Per-sample drop and increase in confidence (Grad-CAM++) for the explanation map E = image ⊙ map.
+
+    ``space="normalised"`` (published): the product in the model's normalised space, i.e. ``mean + (x - mean) *
+    map`` in [0, 1]; ``raw``: ``x * map`` in [0, 1] (trixai 0.1). ``drop = max(0, p(x) - p(E)) / p(x)`` and
+    ``increase = 1[p(E) > p(x)]``; their means are the paper's Average Drop and Increase in Confidence (/ 100).
     """
+    if space not in EXPLANATION_SPACES:
+        raise TrixaiError(f"confidence space {space!r} is not one of {list(EXPLANATION_SPACES)}")
+    mean = input_mean(model, x.shape[1]) if mean is None else torch.as_tensor(mean, dtype=torch.float32).flatten()
+    shift = mean.to(x.device, x.dtype).view(1, -1, 1, 1) if space == "normalised" else torch.zeros_like(x[:1])
     with frozen_eval(model), torch.no_grad():
         full = class_probability(model(x), targets, task)
-        masked = class_probability(model(x * maps.unsqueeze(1)), targets, task)
+        masked = class_probability(model(shift + (x - shift) * maps.unsqueeze(1)), targets, task)
     return {"average_drop": (full - masked).clamp_min(0) / full.clamp_min(1e-12),
             "increase_in_confidence": (masked > full).float()}

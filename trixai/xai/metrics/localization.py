@@ -1,13 +1,16 @@
 """Localisation of saliency maps against ground-truth masks (datasets rasterise boxes into masks).
 
-Pointing game (Zhang et al. 2016): a hit when the map's maximum lies inside the mask dilated by
-``tolerance`` pixels (the first maximum in raster order; an all-zero map points nowhere and misses).
+Pointing game (Zhang et al. 2016): a hit when the map's maximum lies within ``tolerance`` pixels (Euclidean
+distance) of the mask; the paper's 15 px hold at 224 px and scale with the image side (:func:`scaled_tolerance`).
+The first maximum in raster order counts; an all-zero map points nowhere and misses.
 Energy pointing game (Wang et al. 2020, Score-CAM): saliency mass inside the mask over the total.
-Top-k IoU: IoU of the ``topk`` fraction of most salient pixels with the mask. The chance baseline of both
-pointing games is the mask's area fraction (a uniform map / a uniformly random point).
+Top-k IoU: IoU of the ``topk`` fraction of most salient pixels with the mask. Chance levels: the mask's area
+fraction for the energy pointing game (a uniform map), the grown mask's for the pointing game (a random point).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +25,31 @@ def _check(maps: Tensor, masks: Tensor) -> Tensor:
     return masks.bool()
 
 
-def dilate(masks: Tensor, tolerance: int) -> Tensor:
-    """Grow (N, H, W) boolean masks by ``tolerance`` pixels (square neighbourhood)."""
-    if tolerance <= 0:
+POINTING_TOLERANCE = 15.0
+POINTING_REFERENCE_SIZE = 224
+
+
+def scaled_tolerance(tolerance: float, size: int, reference: int | None = POINTING_REFERENCE_SIZE) -> float:
+    """Tolerance in pixels at an image side of ``size``: ``tolerance`` holds at ``reference`` px and scales
+    proportionally (15 px at 224 -> 2.14 px at 32); ``reference=None`` keeps it absolute."""
+    if tolerance < 0:
+        raise TrixaiError(f"pointing-game tolerance={tolerance} must be >= 0")
+    return float(tolerance) if reference is None else float(tolerance) * size / reference
+
+
+def dilate(masks: Tensor, tolerance: float) -> Tensor:
+    """Grow (N, H, W) boolean masks to every pixel within Euclidean distance ``tolerance`` of them (a disk)."""
+    radius = int(math.floor(tolerance))
+    if radius < 1:
         return masks
-    size = 2 * tolerance + 1
-    return F.max_pool2d(masks.float().unsqueeze(1), size, stride=1, padding=tolerance).squeeze(1).bool()
+    offsets = torch.arange(-radius, radius + 1, device=masks.device, dtype=torch.float32)
+    disk = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= tolerance**2).float()
+    grown = F.conv2d(masks.float().unsqueeze(1), disk.view(1, 1, *disk.shape), padding=radius)
+    return grown.squeeze(1) > 0
 
 
-def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor:
-    """1.0 per sample whose (first) maximum falls in the mask grown by ``tolerance`` pixels, else 0.0."""
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 0.0) -> Tensor:
+    """1.0 per sample whose (first) maximum lies within ``tolerance`` px of the mask, else 0.0."""
     masks = dilate(_check(maps, masks), tolerance)
     flat = maps.flatten(1)
     peak = flat.argmax(dim=1)
@@ -69,7 +87,8 @@ def topk_iou(maps: Tensor, masks: Tensor, fraction: float = 0.15) -> Tensor:
     return inter / union.clamp_min(1)
 
 
-def area_fraction(masks: Tensor) -> Tensor:
-    """Mask area over image area per sample: the chance level of both pointing games."""
-    return masks.bool().flatten(1).float().mean(dim=1)
+def area_fraction(masks: Tensor, tolerance: float = 0.0) -> Tensor:
+    """Area of the mask grown by ``tolerance`` px over the image area per sample: the chance level of the
+    pointing game with that tolerance (``tolerance=0``: of the energy pointing game)."""
+    return dilate(masks.bool(), tolerance).flatten(1).float().mean(dim=1)
 

@@ -1,0 +1,134 @@
+"""Robust-training recipes side by side: standard, PGD-AT, TRADES, MART, TRADES+AWP and Fast-AT.
+
+Each recipe trains EfficientNet-B0 (64 px, from scratch) on the embedded synthetic_lesions dataset for the same
+epochs (a clean warm-up epoch, then the objective), for every seed, through the real ``trixai-train`` job
+(composed config, Lightning Trainer); the test phase runs AutoAttack (standard) on the first ``--aa-points``
+test points. Cost: the median time of one optimiser step of each objective on the same batch, interleaved
+(machine load hits all alike), as a ratio to the standard step; an epoch has the same number of steps for all.
+
+    python benchmarks/bench_recipes.py --seeds 0 1 2 --out outputs/bench_recipes
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from trixai.models import create_model
+from trixai.robust.attacks import FGSM, PGD
+from trixai.tasks.compose import compose_job
+from trixai.tasks.train import train
+from trixai.training.objectives import MART, PGDAT, TRADES, FastAT, Standard
+
+RECIPES = {
+    "standard": ["objective=standard"],
+    "pgd_at": ["objective=pgd_at"],
+    "trades": ["objective=trades"],
+    "mart": ["objective=mart"],
+    "trades_awp": ["objective=trades", "objective.awp_gamma=0.005"],
+    "fast_at": ["objective=fast_at", "attack=fgsm"],
+}
+
+
+def objectives(eps: float) -> dict:
+    pgd10 = PGD(eps=eps, alpha=eps / 4, steps=10)
+    return {"standard": (Standard(), None), "pgd_at": (PGDAT(), pgd10), "trades": (TRADES(), pgd10),
+            "mart": (MART(), pgd10), "trades_awp": (TRADES(awp_gamma=0.005), pgd10), "fast_at": (FastAT(), FGSM(eps=eps))}
+
+
+def step_costs(eps: float, size: int, batch: int, repeats: int) -> dict[str, float]:
+    """Median seconds per optimiser step of each recipe's objective on one B0 batch (interleaved repeats)."""
+    torch.manual_seed(0)
+    base = create_model("efficientnet_b0", 7, resolution=size).train().to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+    setups = {}
+    for name, (objective, attack) in objectives(eps).items():
+        model = copy.deepcopy(base)
+        setups[name] = (model, objective, attack, torch.optim.SGD(model.parameters(), lr=1e-4))
+    times = {name: [] for name in setups}
+    for repeat in range(repeats + 1):  # the first round warms up
+        for name, (model, objective, attack, optimizer) in setups.items():
+            start = time.perf_counter()
+            out = objective(model, x, y, attack=attack)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            if out.restore is not None:
+                out.restore()
+            if repeat:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def run(recipe: str, seed: int, args: argparse.Namespace) -> dict:
+    eps = args.eps / 255
+    overrides = [
+        "dataset=synthetic_lesions", f"dataset.n_train={args.n_train}", "model.resolution=64", "model.drop_rate=0",
+        "model.drop_path_rate=0", "optimizer=adamw", "optimizer.lr=0.002", "scheduler=warmup_cosine",
+        "scheduler.warmup_epochs=0", f"trainer.max_epochs={args.epochs}", f"clean_warmup_epochs={args.warmup}",
+        "attack=pgd10", f"attack.eps={eps}", "data.batch_size=32", "data.balanced_sampler=0.75",
+        "data.augment.random_resized_crop=null", "data.augment.rotation=0", "data.augment.color_jitter=null",
+        "monitor=val/rob_bal_acc", "+attack@eval_attack=pgd10", f"eval_attack.eps={eps}",
+        "robustness.attacks=[clean,autoattack]", f"robustness.eps=[{eps}]", f"robustness.max_points={args.aa_points}",
+        "robustness.masking.large_eps=null", "explainer=none", "profile=null", "logger=csv",
+        "trainer.enable_progress_bar=false", f"seed={seed}", f"threads={args.threads}",
+        *RECIPES[recipe],
+    ]
+    cfg = compose_job(overrides, Path(args.out) / f"{recipe}_seed{seed}")
+    start = time.perf_counter()
+    metrics = train(cfg)
+    label = f"{args.eps:g}_255"
+    extra = metrics["extra"]
+    return {"recipe": recipe, "seed": seed, "seconds": time.perf_counter() - start,
+            "clean_acc": metrics["test"]["acc"], "clean_acc_ci95": metrics["test"].get("acc_ci95"),
+            "aa_acc": extra[f"robust/autoattack/{label}/accuracy"],
+            "aa_acc_ci95": extra.get(f"robust/autoattack/{label}/accuracy_ci95")}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--eps", type=float, default=2.0, help="L-inf radius in 1/255 units (training and AutoAttack)")
+    parser.add_argument("--n-train", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="clean warm-up epochs (all recipes)")
+    parser.add_argument("--aa-points", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="step-time repeats")
+    parser.add_argument("--out", default="outputs/bench_recipes")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    costs = step_costs(args.eps / 255, 64, 32, args.repeats)
+    rows = [run(recipe, seed, args) for seed in args.seeds for recipe in args.recipes]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "recipes.json").write_text(json.dumps({"costs": costs, "runs": rows}, indent=1))
+    print(f"EfficientNet-B0 64 px, synthetic_lesions n_train={args.n_train}, {args.epochs} epochs "
+          f"({args.warmup} clean warm-up), eps {args.eps:g}/255, seeds {args.seeds}, AutoAttack (standard) on "
+          f"{args.aa_points} test points, {args.threads} threads")
+    print("| recipe | clean acc | AutoAttack acc | AutoAttack 95% CI per seed | step (s) | cost vs standard |")
+    print("|---|---:|---:|---|---:|---:|")
+    for recipe in args.recipes:
+        mine = [r for r in rows if r["recipe"] == recipe]
+        cis = "; ".join(f"[{r['aa_acc_ci95'][0]:.2f}, {r['aa_acc_ci95'][1]:.2f}]" if r["aa_acc_ci95"] else "-"
+                        for r in mine)
+        print(f"| {recipe} | {mean_std([r['clean_acc'] for r in mine])} | {mean_std([r['aa_acc'] for r in mine])} "
+              f"| {cis} | {costs[recipe]:.3f} | {costs[recipe] / costs['standard']:.2f}x |")
+    print(f"Fast-AT step / PGD-AT (PGD-10) step: {costs['fast_at'] / costs['pgd_at']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
