@@ -139,7 +139,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="step-time repeats")
     parser.add_argument("--out", default="outputs/bench_recipes")
+    parser.add_argument("--table-only", action="store_true", help="print the table of <out>/recipes.json and stop")
     args = parser.parse_args()
+    if args.table_only:
+        saved = json.loads((Path(args.out) / "recipes.json").read_text())
+        print_table(saved["costs"], saved["runs"], args)
+        return
     torch.set_num_threads(args.threads)
     args.aa_seeds = args.seeds if args.aa_seeds is None else args.aa_seeds
     costs = step_costs(args.eps / 255, 64, 32, args.repeats)
@@ -149,14 +154,23 @@ def main() -> None:
         for recipe in args.recipes:
             rows.append(run(recipe, seed, args))
             (Path(args.out) / "recipes.json").write_text(json.dumps({"costs": costs, "runs": rows}, indent=1))
+    print_table(costs, rows, args)
+
+
+def print_table(costs: dict[str, float], rows: list[dict], args: argparse.Namespace) -> None:
+    """The markdown table of the runs in ``rows`` (also of an interrupted benchmark, from its recipes.json)."""
+    seeds = sorted({r["seed"] for r in rows})
+    aa_seeds = sorted({r["seed"] for r in rows if "aa_acc" in r})
     start = f"from {args.weights}" if args.weights else "from scratch"
     print(f"EfficientNet-B0 64 px {start}, synthetic_lesions n_train={args.n_train}, {args.epochs} epochs "
-          f"({args.warmup} clean warm-up), eps {args.eps:g}/255, seeds {args.seeds}; PGD-10 on the whole test set; "
-          f"AutoAttack (standard) on {args.aa_points} test points for seeds {args.aa_seeds}; {args.threads} threads")
+          f"({args.warmup} clean warm-up), eps {args.eps:g}/255, seeds {seeds}; PGD-10 on the whole test set; "
+          f"AutoAttack (standard) on {args.aa_points} test points for seeds {aa_seeds}; {args.threads} threads")
     print("| recipe | clean acc | PGD-10 acc | AutoAttack acc [95% CI] | step (s) | cost vs standard |")
     print("|---|---:|---:|---:|---:|---:|")
     for recipe in args.recipes:
         mine = [r for r in rows if r["recipe"] == recipe]
+        if not mine:
+            continue
         attacked = [r for r in mine if "aa_acc" in r]
         aa = "; ".join(f"{r['aa_acc']:.3f} [{r['aa_acc_ci95'][0]:.2f}, {r['aa_acc_ci95'][1]:.2f}]" for r in attacked)
         print(f"| {recipe} | {mean_std([r['clean_acc'] for r in mine])} | {mean_std([r['pgd10_acc'] for r in mine])} "
