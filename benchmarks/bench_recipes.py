@@ -27,11 +27,10 @@ from hydra.utils import instantiate
 from trixai.core.bootstrap import Bootstrap
 from trixai.models import create_model
 from trixai.models.export import load_model
-from trixai.robust.attacks import FGSM, PGD, AutoAttack
+from trixai.robust.attacks import AutoAttack
 from trixai.robust.attacks.autoattack import ROBUST
 from trixai.tasks.compose import compose_job
 from trixai.tasks.train import train
-from trixai.training.objectives import MART, PGDAT, TRADES, FastAT, Standard
 
 RECIPES = {
     "standard": ["objective=standard"],
@@ -43,24 +42,27 @@ RECIPES = {
 }
 
 
-def objectives(eps: float) -> dict:
-    pgd10 = PGD(eps=eps, alpha=eps / 4, steps=10)
-    return {"standard": (Standard(), None), "pgd_at": (PGDAT(), pgd10), "trades": (TRADES(), pgd10),
-            "mart": (MART(), pgd10), "trades_awp": (TRADES(awp_gamma=0.005), pgd10), "fast_at": (FastAT(), FGSM(eps=eps))}
+def objectives(args: argparse.Namespace) -> dict:
+    """Each recipe's objective and training attack, built from the same config its training run uses."""
+    built = {}
+    for recipe in args.recipes:
+        cfg = recipe_config(recipe, 0, args)
+        built[recipe] = (instantiate(cfg.objective), instantiate(cfg.attack))
+    return built
 
 
-def step_costs(eps: float, size: int, batch: int, repeats: int) -> dict[str, float]:
+def step_costs(args: argparse.Namespace, size: int, batch: int) -> dict[str, float]:
     """Median seconds per optimiser step of each recipe's objective on one B0 batch (interleaved repeats)."""
     torch.manual_seed(0)
     base = create_model("efficientnet_b0", 7, resolution=size).train().to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
     setups = {}
-    for name, (objective, attack) in objectives(eps).items():
+    for name, (objective, attack) in objectives(args).items():
         model = copy.deepcopy(base)
         setups[name] = (model, objective, attack, torch.optim.SGD(model.parameters(), lr=1e-4))
     times = {name: [] for name in setups}
-    for repeat in range(repeats + 1):  # the first round warms up
+    for repeat in range(args.repeats + 1):  # the first round warms up
         for name, (model, objective, attack, optimizer) in setups.items():
             start = time.perf_counter()
             out = objective(model, x, y, attack=attack)
@@ -74,7 +76,8 @@ def step_costs(eps: float, size: int, batch: int, repeats: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run(recipe: str, seed: int, args: argparse.Namespace) -> dict:
+def recipe_config(recipe: str, seed: int, args: argparse.Namespace):
+    """The composed ``trixai-train`` config of one recipe and seed."""
     eps = args.eps / 255
     overrides = [
         "dataset=synthetic_lesions", f"dataset.n_train={args.n_train}", "model.resolution=64", "model.drop_rate=0",
@@ -89,7 +92,12 @@ def run(recipe: str, seed: int, args: argparse.Namespace) -> dict:
         *([f"model.weights={Path(args.weights).resolve()}"] if args.weights else []),
         *RECIPES[recipe],
     ]
-    cfg = compose_job(overrides, Path(args.out) / f"{recipe}_seed{seed}")
+    return compose_job(overrides, Path(args.out) / f"{recipe}_seed{seed}")
+
+
+def run(recipe: str, seed: int, args: argparse.Namespace) -> dict:
+    eps = args.eps / 255
+    cfg = recipe_config(recipe, seed, args)
     start = time.perf_counter()
     metrics = train(cfg)
     trained = time.perf_counter() - start
@@ -147,7 +155,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     args.aa_seeds = args.seeds if args.aa_seeds is None else args.aa_seeds
-    costs = step_costs(args.eps / 255, 64, 32, args.repeats)
+    costs = step_costs(args, 64, 32)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in args.seeds:
