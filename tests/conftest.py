@@ -33,7 +33,7 @@ TINY = [
     "logger=csv",
     "profile.batch_sizes=[1,2]", "profile.train_batch=2", "profile.warmup=0", "profile.repeats=1",
     "robustness.attacks=[clean,fgsm]", "robustness.masking.points=4", "robustness.masking.steps=2",
-    "explanation.max_samples=4",
+    "explanation.max_points=4", "explanation.metrics.manipulation.points=2", "explanation.metrics.manipulation.steps=2",
 ]
 # Group-specific shrinking, dropped when the test picks another option of that group.
 TINY_DEFAULTS = {"dataset": ["dataset.min_per_class=4"], "attack": ["attack=pgd7", "attack.steps=2"]}

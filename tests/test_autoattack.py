@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from robust_helpers import small_cnn
+from robust_helpers import blobs, fit, small_cnn
 from scipy.optimize import linprog
 from torch import nn
 
@@ -362,3 +362,44 @@ def test_apgd_follows_the_original_step_size_rule_iterate_for_iterate(loss, eps)
     assert torch.equal(_fooled_points(model, ours, y), fooled)
     assert 0 < int((~fooled).sum())
     assert torch.equal(ours[~fooled], reference[~fooled])
+
+
+def test_full_budget_apgd_keeps_every_points_highest_loss_iterate():
+    """With ``full_budget`` no point stops at its first fooling iterate: from the same random start the path is the
+    early-stopped run's up to that iterate, so the highest CE over the whole budget is at least the CE where the
+    early-stopped run stopped, for every point (fooled or not), and it is the best of the run's iterates."""
+    x, y = blobs(8, 4, seed=2)
+    model = fit(small_cnn(4, seed=2), x, y, steps=60)
+    LARGE = 0.1  # large enough that some points are fooled (and retired by the early-stopped run)
+    losses = {}
+    for full in (False, True):
+        torch.manual_seed(0)
+        adv = APGD(eps=LARGE, steps=20, full_budget=full)(model, x, y)
+        assert (adv - x).abs().max() <= LARGE + 1e-6
+        with torch.no_grad():
+            losses[full] = nn.functional.cross_entropy(model(adv), y, reduction="none")
+    assert bool((losses[True] >= losses[False] - 1e-6).all()), (losses[True], losses[False])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fooled = model(APGD(eps=LARGE, steps=20)(model, x, y)).argmax(1) != y
+    assert fooled.any(), "the check needs points the early-stopped run retired"
+    assert bool((losses[True][fooled] > losses[False][fooled]).any())  # retired points had further to go
+
+
+def test_autoattack_loss_pass_runs_the_loss_maximisers_on_every_point():
+    attack = AutoAttack(eps=EPS, steps=5, targets=2, queries=10)
+    assert [a.name for a in attack.loss_maximisers(5, multilabel=False)] == ["apgd-ce", "apgd-t"]
+    assert all(a.full_budget for a in attack.loss_maximisers(5, multilabel=False))
+    rand = AutoAttack(eps=EPS, version="rand", steps=5, eot_iter=2)
+    assert [a.name for a in rand.loss_maximisers(5, multilabel=False)] == ["apgd-ce", "apgd-dlr"]
+    model = small_cnn(5, seed=4).eval()
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y = (model(x).argmax(1) + torch.tensor([0, 1, 0, 1, 0, 0])) % 5  # two clean-wrong points
+    candidates = attack.full_budget_pass(model, x, y)
+    assert len(candidates) == 2
+    with torch.no_grad():
+        clean = nn.functional.cross_entropy(model(x), y, reduction="none")
+        for adv in candidates:  # every point attacked, clean-wrong ones included: the loss never falls below clean
+            assert (adv - x).abs().max() <= EPS + 1e-6 and not torch.equal(adv, x)
+            assert bool((nn.functional.cross_entropy(model(adv), y, reduction="none") >= clean - 1e-6).all())

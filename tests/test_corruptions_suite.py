@@ -11,7 +11,9 @@ from robust_helpers import blobs, fit, small_cnn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trixai.core.errors import TrixaiError
+from trixai.core.reports import Cell, CorruptionReport
 from trixai.robust.corruptions import corruption_set, make_generator
+from trixai.suites.base import PointBatch
 from trixai.suites.corruption import (
     CorruptionSuite,
     corruption_seed,
@@ -32,16 +34,20 @@ def trained():
     return model, DataLoader(TensorDataset(x, y), batch_size=24)
 
 
-def _evaluate(model, loader, **settings) -> tuple[dict, object]:
+def _evaluate(model, loader, out_dir, **settings) -> dict:
+    """The report (as its JSON) of one pass of the corruption suite over ``loader``."""
     run = CorruptionSuite(**settings).start(model)
-    for x, y in loader:
-        run.update(x, y)
-    return run.finish(), run
+    start = 0
+    for batch in loader:
+        points = PointBatch.of(batch, start=start)
+        start += len(points)
+        run.update(points)
+    return json.loads(json.dumps(run.finish(out_dir).to_json()))
 
 
-def test_cells_match_direct_computation_and_severity_hurts(trained):
+def test_cells_match_direct_computation_and_severity_hurts(trained, tmp_path):
     model, loader = trained
-    evaluation, _ = _evaluate(model, loader, set="dermoscopy", severities=[1, 5], bootstrap=100, seed=3)
+    evaluation = _evaluate(model, loader, tmp_path, set="dermoscopy", severities=[1, 5], bootstrap=100, seed=3)
     x, y = loader.dataset.tensors
     # one cell by hand: the batches corrupted with the suite's seeds, then top-1 accuracy
     index = list(corruption_set("dermoscopy")).index("motion_blur")
@@ -69,23 +75,29 @@ def test_cells_match_direct_computation_and_severity_hurts(trained):
 
 def test_errors_relative_to_a_baseline_by_hand():
     def cell(acc, bal):
-        return {"accuracy": acc, "error": 1 - acc, "balanced_accuracy": bal, "balanced_error": 1 - bal}
+        return Cell({"accuracy": acc, "error": 1 - acc, "balanced_accuracy": bal, "balanced_error": 1 - bal})
 
-    model = {"severities": [1, 2], "clean": cell(0.9, 0.8),
-             "results": {"a": {"1": cell(0.8, 0.7), "2": cell(0.6, 0.5)}, "b": {"1": cell(0.9, 0.8), "2": cell(0.7, 0.6)}}}
-    base = {"clean": cell(0.8, 0.7),
-            "results": {"a": {"1": cell(0.6, 0.5), "2": cell(0.4, 0.3)}, "b": {"1": cell(0.5, 0.5), "2": cell(0.5, 0.4)}},
-            "path": "base.json"}
-    out = summarise(model, base)
-    a, b = out["summary"]["a"], out["summary"]["b"]
-    assert a["ce"] == pytest.approx((0.2 + 0.4) / (0.4 + 0.6))
-    assert a["relative_ce"] == pytest.approx((0.1 + 0.3) / (0.2 + 0.4))
-    assert a["be"] == pytest.approx(0.4 / 0.6) and a["rbe"] == pytest.approx((0.4 - 0.2) / (0.6 - 0.3))
-    assert b["ce"] == pytest.approx(0.4 / 1.0) and b["relative_ce"] == pytest.approx(0.2 / 0.6)
-    assert out["mce"] == pytest.approx((a["ce"] + b["ce"]) / 2)
-    assert out["relative_mce"] == pytest.approx((a["relative_ce"] + b["relative_ce"]) / 2)
-    assert out["worst_corruption"]["name"] == "a" and a["mean_accuracy"] == pytest.approx(0.7)
-    assert a["relative_error"] == pytest.approx(0.2)
+    def report(clean, results):
+        return CorruptionReport(task="multiclass", class_names=["x"], n_points=10, image_size=[8, 8], set="generic",
+                                severities=[1, 2], corruptions=list(results), clean=clean, results=results, summary={},
+                                worst_corruption={}, settings={})
+
+    model = report(cell(0.9, 0.8), {"a": {"1": cell(0.8, 0.7), "2": cell(0.6, 0.5)},
+                                    "b": {"1": cell(0.9, 0.8), "2": cell(0.7, 0.6)}})
+    base = report(cell(0.8, 0.7), {"a": {"1": cell(0.6, 0.5), "2": cell(0.4, 0.3)},
+                                   "b": {"1": cell(0.5, 0.5), "2": cell(0.5, 0.4)}})
+    base.source = {"path": "base.json"}
+    summarise(model, base)
+    a, b = model.summary["a"], model.summary["b"]
+    assert a.ce == pytest.approx((0.2 + 0.4) / (0.4 + 0.6))
+    assert a.relative_ce == pytest.approx((0.1 + 0.3) / (0.2 + 0.4))
+    assert a.be == pytest.approx(0.4 / 0.6) and a.rbe == pytest.approx((0.4 - 0.2) / (0.6 - 0.3))
+    assert b.ce == pytest.approx(0.4 / 1.0) and b.relative_ce == pytest.approx(0.2 / 0.6)
+    assert model.mce == pytest.approx((a.ce + b.ce) / 2)
+    assert model.relative_mce == pytest.approx((a.relative_ce + b.relative_ce) / 2)
+    assert model.worst_corruption["name"] == "a" and a.mean_accuracy == pytest.approx(0.7)
+    assert a.relative_error == pytest.approx(0.2) and a.balanced_accuracy_mean == pytest.approx(0.6)
+    assert model.baseline == {"path": "base.json", "model": None, "clean_error": pytest.approx(0.2)}
 
 
 def test_multilabel_balanced_accuracy_by_hand():
@@ -102,12 +114,12 @@ def test_suite_runner_reports_baseline_and_explanation_stability(trained, tmp_pa
     settings = {"set": "dermoscopy", "only": ["gaussian_noise", "black_corner"], "severities": [1, 5],
                 "bootstrap": 50, "explanation_severity": 3}
     run = SuiteRun(model, robustness=RobustnessSuite.from_config(None), report_robustness=False,
-                   explainer=GradCAM(layer="4"), explanation={"max_samples": 8, "metrics": {"sanity": False, "faithfulness": []}},
+                   explainer=GradCAM(layer="4"), explanation={"max_points": 8, "metrics": {"sanity": False, "faithfulness": []}},
                    corruptions=CorruptionSuite(**settings))
-    flat = run_suites(run, loader, tmp_path, progress=False, source={"model": "small_cnn"})
+    flat = run_suites(run, loader, tmp_path, progress=False, source={"model": "small_cnn"}).flat()
     report = json.loads((tmp_path / "corruptions.json").read_text())
-    assert report["format"] == "trixai-corruptions/1" and list(report["results"]) == settings["only"]
-    assert set(report["results"]["black_corner"]) == {"1", "5", "mean"}
+    assert report["format"] == "trixai-corruptions/2" and list(report["results"]) == settings["only"]
+    assert set(report["results"]["black_corner"]) == {"1", "5"}  # severities only; the means are in the summary
     assert flat["corruption/black_corner/mean_accuracy"] == pytest.approx(report["summary"]["black_corner"]["mean_accuracy"])
     for name in ("corruptions.md", "figures/corruption_accuracy_vs_severity.png", "figures/corruption_gallery.png"):
         assert (tmp_path / name).exists(), name
@@ -116,13 +128,15 @@ def test_suite_runner_reports_baseline_and_explanation_stability(trained, tmp_pa
     assert explanations["corruption"] == {"set": "dermoscopy", "severity": 3}
     assert -1 <= flat["xai/corruption_spearman"] <= 1 and 0 < flat["xai/corruption_ssim_black_corner"] <= 1
     # the model against itself as the baseline: every CE, relative CE, BE, rBE is 1
-    again, _ = _evaluate(model, loader, **{k: v for k, v in settings.items() if k != "explanation_severity"},
-                         baseline=str(tmp_path))
+    again = _evaluate(model, loader, tmp_path / "again",
+                      **{k: v for k, v in settings.items() if k != "explanation_severity"}, baseline=str(tmp_path))
     for key in ("mce", "be"):
         assert again[key] == pytest.approx(1.0)
     assert again["baseline"]["path"] == str(tmp_path / "corruptions.json")
+    other = CorruptionReport.from_json({**report, "corruptions": ["hair"], "severities": [1],
+                                        "results": {"hair": {"1": {"accuracy": 0.5}}}})
     with pytest.raises(TrixaiError, match="lacks"):
-        load_baseline(tmp_path, {"corruptions": ["hair"], "severities": [1]})
+        load_baseline(tmp_path, other)
 
 
 def test_settings_are_checked_and_auto_picks_the_modality():

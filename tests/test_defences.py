@@ -62,22 +62,30 @@ def test_mart_refuses_multilabel_targets():
         MART()(tiny_cnn(), torch.rand(2, 3, 8, 8), torch.ones(2, 3), attack=PGD(steps=1))
 
 
-def test_fast_at_matches_wong_et_al_written_out():
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fast_at_matches_wong_et_al_written_out(mode):
+    """locuslab/fast_adversarial CIFAR10/train_fgsm.py: uniform start, one step of 1.25 eps, projection, with the
+    model in train mode (their default and trixai's; ``eval`` as the variant). trixai puts back the running
+    statistics the step's forward moved (their code keeps that update): only the training forward moves them."""
     x, y = _data()
     model_a, model_b = tiny_cnn().double().train(), tiny_cnn().double().train()
     torch.manual_seed(7)
-    ours = FastAT()(model_a, x, y, attack=FGSM(eps=EPS))
+    ours = (FastAT() if mode == "train" else FastAT(adversary_mode="eval"))(model_a, x, y, attack=FGSM(eps=EPS))
     torch.manual_seed(7)
     delta = torch.empty_like(x).uniform_(-EPS, EPS)
     start = (x + delta).clamp(0, 1).requires_grad_(True)
-    model_b.eval()
+    stats = copy.deepcopy(model_b.state_dict())
+    model_b.train(mode == "train")
     (grad,) = torch.autograd.grad(F.cross_entropy(model_b(start), y, reduction="sum"), start)
+    model_b.load_state_dict(stats)
     model_b.train()
     step = start.detach() + 1.25 * EPS * grad.sign()
     x_adv = (x + (step - x).clamp(-EPS, EPS)).clamp(0, 1)
     ref = F.cross_entropy(model_b(x_adv), y)
     assert torch.allclose(ours.loss, ref, rtol=0, atol=1e-12)
     assert _same(_grads(ours.loss, model_a), _grads(ref, model_b))
+    assert torch.allclose(model_a[1].running_mean, model_b[1].running_mean, rtol=0, atol=1e-15)
+    assert torch.equal(model_a[1].num_batches_tracked, torch.tensor(1))
     assert (x_adv - x).abs().max() <= EPS + 1e-12 and (x_adv - x).abs().max() > 0.9 * EPS
 
 
@@ -110,7 +118,7 @@ def test_awp_matches_the_official_weight_perturbation(objective):
     original = copy.deepcopy(model_a.state_dict())
     if objective == "pgd_at":
         ours_fn = PGDAT(awp_gamma=GAMMA)
-        x_adv = attack(model_b, x, y)
+        x_adv = PGDAT().examples(model_b, x, y, attack)  # checked against a written-out PGD in test_objectives
 
         def loss_of(m):
             return F.cross_entropy(m(x_adv), y)
@@ -166,7 +174,7 @@ def test_objective_with_an_unusable_attack_lists_those_that_fit():
         FastAT().check(PGD(steps=10))
     with pytest.raises(TrixaiError, match=r"objective=mart cannot use attack=none: choose attack=fgsm\|pgd7"):
         MART().check(None)
-    with pytest.raises(TrixaiError, match="not tri_objective"):
+    with pytest.raises(TypeError, match="awp_gamma"):  # AWP is not offered on tri_objective
         TriObjective(awp_gamma=GAMMA)
 
 
@@ -218,3 +226,18 @@ def test_robust_curves_and_ema_weights_are_validated_tested_and_exported(compose
     assert [p["epoch"] for p in curves["val"]] == [0, 1]
     assert (tmp_path / "run" / "robust_curves.png").stat().st_size > 1000
     assert metrics["val"]["rob_acc"] == pytest.approx(curves["val"][-1]["value"])
+
+
+def test_gaussian_noise_trains_and_records_sigma(compose_cfg):
+    """``objective=gaussian_noise objective.sigma=0.5`` trains end to end; sigma is in the run's resolved config."""
+    cfg = compose_cfg("objective=gaussian_noise", "objective.sigma=0.5", "profile=null", "test=false")
+    metrics = train(cfg)
+    from trixai.models.export import load_model
+
+    config = load_model(cfg.paths.output_dir).meta["config"]
+    assert config["objective"] == {"_target_": "trixai.training.objectives.GaussianNoise", "sigma": 0.5}
+    import csv
+    from pathlib import Path
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
+    assert any(row.get("train/ce_noisy") for row in rows)
+    assert metrics["epochs"] == 1

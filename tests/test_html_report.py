@@ -1,9 +1,11 @@
-"""report.html: rendered from fixture JSON files and a tiny PNG, every section present or absent, self-contained
-(figures inlined byte for byte, no external resource), and opened in a real headless browser (slow)."""
+"""report.html: rendered from the real writers' output (the suites on a tiny model, with the corruption suite),
+every section present or absent, self-contained (figures inlined byte for byte, no external resource), and opened in
+a real headless browser (slow)."""
 
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import re
 import shutil
@@ -13,11 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from robust_helpers import blobs, fit
 
+from trixai.core.reports import CorruptionReport, RobustnessReport
+from trixai.models import create_model
+from trixai.render.html import fixed, heat, render_run, write_run_report, write_sweep_report
+from trixai.robust.registry import create_attack
+from trixai.suites.corruption import CorruptionSuite
+from trixai.suites.robustness import RobustnessSuite
+from trixai.suites.runner import SuiteRun, run_suites
 from trixai.tasks.aggregate import Configuration, Stat
-from trixai.tasks.html_report import fixed, heat, interval, num, render_run, write_run_report, write_sweep_report
 from trixai.tasks.render import UNITS
+from trixai.xai.explainers import GradCAM
 
 CLASSES = ["MEL", "NV", "<b>BCC</b>"]
 
@@ -46,85 +57,74 @@ def png(path: Path, seed: int = 0, size: tuple[int, int] = (24, 16)) -> bytes:
     return path.read_bytes()
 
 
-def entry(acc: float, **extra) -> dict:
-    per_class = {c: acc for c in CLASSES}
-    return {"n": 10, "accuracy": acc, "accuracy_ci95": [acc - 0.1, acc + 0.05], "top2": 1.0, "balanced_accuracy": acc,
-            "macro_f1": acc, "per_class_accuracy": per_class, "attack_success_rate": 0.25, **extra}
+def tiny_model():
+    """timm's test ResNet at 16 px with the class names above, fitted a little on coloured blobs."""
+    x, y = blobs(24, 3, seed=0)
+    model = create_model("test_resnet", 3, class_names=CLASSES, resolution=16)
+    return fit(model, x, y, steps=30), x, y
 
 
-def robustness() -> dict:
-    linf = {"linf_mean": 2 / 255, "linf_max": 2 / 255, "linf_within_eps": True}
-    return {
-        "format": "trixai-robustness/1", "task": "multiclass", "class_names": CLASSES, "n_points": 10,
-        "eps": [2 / 255, 8 / 255], "eps_labels": ["2/255", "8/255"], "early_stop": False, "seed": 0, "device": "cpu",
-        "eval_attack": {"name": "pgd10", "eps": "2/255"}, "clean": entry(0.9),
-        "results": {"pgd10": {"2/255": entry(0.5, **linf), "8/255": entry(0.125, **linf)}},
-        "worst_case": {"2/255": {**entry(0.4), "broken_by": {"clean": 1}},
-                       "8/255": {**entry(0.0), "broken_by": {"clean": 1}}},
-        "settings": {"pgd10": {"2/255": {"attack": "pgd10", "steps": 10}, "8/255": {"attack": "pgd10", "steps": 10}}},
-        "masking_checks": [{"check": "accuracy ordering", "passed": True, "detail": "holds"},
-                           {"check": "large eps drives accuracy to 0", "passed": False, "detail": "accuracy 0.3"},
-                           {"check": "square vs white-box", "passed": None, "detail": "needs square"}],
-        "masking_probe": {"attack": "pgd20", "eps": 0.5}, "resumed_batches": 0, "source": {"model": "m"},
-    }
+def batches(x: torch.Tensor, y: torch.Tensor, size: int = 12) -> list[dict]:
+    """Dataset-like batches with lesion masks (the centred square) and file names."""
+    mask = torch.zeros(len(x), 1, 16, 16, dtype=torch.uint8)
+    mask[:, :, 4:12, 4:12] = 1
+    return [{"image": x[i:i + size], "target": y[i:i + size], "mask": mask[i:i + size],
+             "name": [f"img_{j:02d}.png" for j in range(i, min(i + size, len(x)))]} for i in range(0, len(x), size)]
 
 
-def explanations() -> dict:
-    return {"explainer": {"name": "gradcam", "target": "predicted"}, "model": "test_resnet", "class_names": CLASSES,
-            "n_samples": 8, "attack": {"attack": "pgd10", "eps": 2 / 255, "steps": 10},
-            "metrics": {"deletion_auc_blur": {"mean": 0.25, "std": 0.1, "n": 8},
-                        "deletion_auc_blur_ci95": [0.2, 0.3],
-                        "stability_ssim": {"mean": 0.8125, "std": 0.05, "n": 8, "mean_ci95": [0.75, 0.875]}},
-            "sanity": {"stages": [{"stage": "backbone.fc", "ssim": 0.5, "spearman": 0.25, "n": 4}], "max_spearman": 0.5,
-                       "passed": True, "final_ssim": 0.5, "final_spearman": 0.25, "n": 4},
-            "uninformative": {"metrics": ["deletion_auc_blur"], "reason": "degenerate model: class 0 for 100% of points"},
-            "figures": ["figures/xai_gallery.png", "figures/xai_curves.png"]}
+def suites(model, out: Path, *, eps=(2 / 255, 8 / 255), corruptions: bool = True, explain: bool = True) -> None:
+    """The real suites' reports in ``out``: robustness (clean, fgsm, pgd2), corruptions, explanations."""
+    suite = RobustnessSuite(attacks=["clean", "fgsm", "pgd2"], eps=list(eps), bootstrap=200,
+                            masking={"large_eps": 0.5, "steps": 2, "points": 8}, fragile_images=3,
+                            eval_attack=create_attack("pgd2", eps[0]))
+    corrupt = CorruptionSuite(set="dermoscopy", only=["gaussian_noise", "brightness_up"], severities=[1, 3],
+                              bootstrap=200, gallery_severities=[1, 3], dataset="synthetic_lesions")
+    run = SuiteRun(model, robustness=suite, corruptions=corrupt if corruptions else None,
+                   explainer=GradCAM(layer="final") if explain else None,
+                   explanation={"max_points": 8, "batch_size": 8, "metrics": {"sanity": True, "sanity_samples": 2,
+                                                                             "faithfulness": ["rise"], "steps": 4}})
+    x, y = model.blobs
+    run_suites(run, batches(x, y), out, progress=False, source={"model": "tiny"})
 
 
-@pytest.fixture
-def full_run(tmp_path) -> tuple[Path, dict[str, bytes]]:
-    """A directory with every file a run page reads."""
-    run = tmp_path / "run"
-    run.mkdir()
-    images = {name: png(run / "figures" / name, seed=i) for i, name in
-              enumerate(["robust_accuracy_vs_eps.png", "corruption_accuracy_vs_severity.png", "xai_gallery.png",
-                         "xai_curves.png"])}
-    images["overlay.png"] = png(run / "overlays" / "a.png", seed=7)
-    images["robust_curves.png"] = png(run / "robust_curves.png", seed=8)  # a figure no section owns
-    files = {
-        "model.json": {"timm_name": "test_resnet", "task": "multiclass", "class_names": CLASSES, "in_chans": 3,
-                       "input_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "command": "trixai-train model=x",
-                       "created": "2026-12-01T00:00:00+00:00", "git": {"commit": "abc123", "dirty": True},
-                       "versions": {"torch": "2"}, "seed": 3, "config": {"dataset": {"_target_": "trixai.data.Folder"}}},
-        "metrics.json": {"test": {"acc": 0.875, "acc_ci95": [0.8, 0.95], "rob_acc": 0.5, "f1": 0.75},
-                         "eval_attack": {"attack": "pgd10", "eps": 2 / 255}, "monitor": "val/acc", "best_score": 0.9,
-                         "epochs": 2, "class_counts": {"test": [3, 4, 3]},
-                         "profile": {"params": 2_500_000, "macs": 1e9, "latency_ms_b1": 4.0, "device": "cpu"}},
-        "robustness.json": robustness(),
-        "corruptions.json": {"clean": {"accuracy": 0.9}, "results": {
-            "gaussian_noise": {"1": {"accuracy": 0.75, "accuracy_ci95": [0.7, 0.8]}, "3": {"accuracy": 0.5}},
-            "blur": {"1": {"accuracy": 0.625}}},
-            "summary": {"gaussian_noise": {"mean_accuracy": 0.625, "relative_error": 0.275},
-                        "blur": {"mean_accuracy": 0.625, "relative_error": 0.275}},
-            "mean_accuracy": 0.625, "mce": None, "worst_corruption": {"name": "gaussian_noise", "mean_accuracy": 0.625}},
-        "explanations.json": explanations(),
-        "predictions.json": [{"file": "a.png", "prediction": "NV", "confidence": 0.75, "overlay": "overlays/a.png"}],
-        "provenance.json": {"eval": {"command": "trixai-eval ckpt=run", "created": "2026-12-01T01:00:00+00:00",
-                                     "git": {"commit": "def456"}, "versions": {"torch": "2"}, "config": {"split": "test"},
-                                     "model": {"source": "trixai run", "file": "/x/model.safetensors",
-                                               "sha256": "f" * 64, "metadata_from": {"class_names": "given"}},
-                                     "dataset": "trixai.data.Folder"}},
-    }
-    for name, data in files.items():
-        (run / name).write_text(json.dumps(data))
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A directory with every file a run page reads: the suites' real reports, plus a training run's files."""
+    run = tmp_path_factory.mktemp("run")
+    model, x, y = tiny_model()
+    model.blobs = (x, y)
+    suites(model, run)
+    (run / "model.json").write_text(json.dumps({
+        "timm_name": "test_resnet", "task": "multiclass", "class_names": CLASSES, "in_chans": 3, "input_size": 16,
+        "mean": [0.5] * 3, "std": [0.25] * 3, "command": "trixai-train model=x", "created": "2026-12-01T00:00:00+00:00",
+        "git": {"commit": "abc123", "dirty": True}, "versions": {"torch": "2"}, "seed": 3,
+        "config": {"dataset": {"_target_": "trixai.data.Folder"}}}))
+    (run / "metrics.json").write_text(json.dumps({
+        "test": {"acc": 0.875, "acc_ci95": [0.8, 0.95], "rob_acc": 0.5, "f1": 0.75},
+        "eval_attack": {"name": "pgd2", "eps": 2 / 255, "settings": {}}, "monitor": "val/acc", "best_score": 0.9,
+        "epochs": 2, "class_counts": {"test": [3, 4, 3]},
+        "profile": {"params": 2_500_000, "macs": 1e9, "latency_ms_b1": 4.0, "device": "cpu"}}))
+    images = {"overlay.png": png(run / "overlays" / "a.png", seed=7),
+              "robust_curves.png": png(run / "robust_curves.png", seed=8)}  # a figure no section owns
+    (run / "predictions.json").write_text(json.dumps(
+        [{"file": "a.png", "prediction": "NV", "confidence": 0.75, "overlay": "overlays/a.png"}]))
+    (run / "provenance.json").write_text(json.dumps({"eval": {
+        "command": "trixai-eval ckpt=run", "created": "2026-12-01T01:00:00+00:00", "git": {"commit": "def456"},
+        "versions": {"torch": "2"}, "config": {"split": "test"},
+        "model": {"source": "trixai run", "file": "/x/model.safetensors", "sha256": "f" * 64,
+                  "metadata_from": {"class_names": "given"}}, "dataset": "trixai.data.Folder"}}))
     return run, images
 
 
 def test_number_formats():
+    from trixai.core.formatting import eps_label, interval, num, with_interval
+
     assert num(0.87654) == "0.8765" and num(2_500_000.0) == "2\u2009500\u2009000" and num(None) == "—"
     assert num(float("nan")) == "undefined" and num(True) == "yes"
     assert fixed(0.5) == "0.500" and fixed(1.0) == "1.000" and interval([0.8, 0.95]) == "[0.800, 0.950]"
     assert interval(None) == "" and interval("x") == ""
+    assert with_interval(0.87841, [0.8, 0.95]) == "0.8784 [0.800, 0.950]" and with_interval(None) == "—"
+    assert eps_label(8 / 255) == "8/255" and eps_label(0.01) == "0.01"
     assert heat(1.0) == "background-color: hsl(120, 70%, 90%)" and heat(0.0) == "background-color: hsl(0, 70%, 90%)"
     assert heat(0.5) == "background-color: hsl(60, 70%, 90%)" and heat(1.5) == "" and heat(None) == ""
 
@@ -135,56 +135,82 @@ def test_every_section_rendered_self_contained(full_run):
     for section in ("summary", "model", "test", "robustness", "corruptions", "explanations", "predictions",
                     "figures", "profile", "provenance"):
         assert f'<section id="{section}">' in html, section
+    robustness = RobustnessReport.from_json(json.loads((run / "robustness.json").read_text()))
+    corruptions = CorruptionReport.from_json(json.loads((run / "corruptions.json").read_text()))
+    explained = json.loads((run / "explanations.json").read_text())
     # figures inlined byte for byte, in the order of the page; no other image source
+    expected = [*robustness.figures, *corruptions.figures, *explained["figures"]]
+    assert "figures/fragile_images.png" in expected and "figures/corruption_gallery.png" in expected
     srcs = [attrs["src"] for tag, attrs in tags(html) if tag == "img"]
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     decoded = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
-    assert decoded == [images["robust_accuracy_vs_eps.png"], images["corruption_accuracy_vs_severity.png"],
-                       images["xai_gallery.png"], images["xai_curves.png"], images["overlay.png"],
-                       images["robust_curves.png"]]
+    assert decoded == [*((run / f).read_bytes() for f in expected), images["overlay.png"], images["robust_curves.png"]]
     # nothing from a network: no external src/href, no scripts, no style sheets or fonts from elsewhere
     links = [v for _, attrs in tags(html) for k, v in attrs.items() if k in ("src", "href")]
     assert all(v.startswith(("data:", "#")) for v in links), links
     assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
     assert not re.search(r"https?://", html)
-    # numbers with their intervals; escaping of untrusted text
-    assert "0.900<span class=\"ci\">[0.800, 0.950]</span>" in html  # clean accuracy (0.9 - 0.1, 0.9 + 0.05)
-    assert "0.812<span class=\"ci\">[0.750, 0.875]</span>" in html  # stability SSIM, interval inside the entry
-    assert "0.250<span class=\"ci\">[0.200, 0.300]</span>" in html  # deletion AUC, interval beside the key
+    # numbers with their intervals, from the reports; escaping of untrusted text
+    clean = robustness.clean
+    low, high = clean.interval("accuracy")
+    assert f'{clean.get("accuracy"):.3f}<span class="ci">[{low:.3f}, {high:.3f}]</span>' in html
     assert "&lt;b&gt;BCC&lt;/b&gt;" in html and "<b>BCC</b>" not in html
-    assert "1 passed, 1 failed." in html and ">1/2 passed<" in html  # undecided checks are not counted
-    assert "degenerate model: class 0 for 100% of points. The metrics marked † describe" in html
-    assert "<td>deletion_auc_blur †</td>" in html and "<td>stability_ssim</td>" in html
-    assert "<th class=\"n\">severity 3</th><th class=\"n\">mean accuracy</th><th class=\"n\">relative error</th>" in html
-    assert "Worst corruption: gaussian_noise (mean accuracy 0.625)" in html
-    assert "gaussian_noise" in html and "abc123" in html and "f" * 64 in html and "pgd10, ε = 2/255, 10 steps" in html
+    decided = [c for c in robustness.masking_checks if c.passed is not None]
+    passed = sum(c.passed for c in decided)
+    assert f"{passed} passed, {len(decided) - passed} failed." in html and f">{passed}/{len(decided)} passed<" in html
+    assert "abc123" in html and "f" * 64 in html and "pgd2, ε = 2/255, 2 steps" in html
 
 
-def test_absent_sections_are_left_out(tmp_path):
-    run = tmp_path / "eval"
-    run.mkdir()
-    (run / "robustness.json").write_text(json.dumps(robustness()))
+def test_corruption_table_columns_are_exactly_the_severities(full_run):
+    """The writer's corruptions.json (severities 1 and 3) gives a table of exactly those severity columns, then the
+    summaries: no "severity mean" column (the summary means live outside the severity cells)."""
+    run, _ = full_run
     html = render_run(run)
+    section = html[html.index('<section id="corruptions">'):html.index("</section>", html.index('<section id="corruptions">'))]
+    first_table = section[section.index("<table>"):section.index("</table>")]
+    header = re.findall(r"<th[^>]*>([^<]*)</th>", first_table.split("</tr>")[0])
+    assert header == ["corruption", "severity 1", "severity 3", "mean accuracy", "balanced error", "rel. error"]
+    data = json.loads((run / "corruptions.json").read_text())
+    assert all(set(per) == {"1", "3"} for per in data["results"].values())
+
+
+def test_points_file_agrees_with_the_report(full_run):
+    run, _ = full_run
+    report = json.loads((run / "robustness.json").read_text())
+    with open(run / "points.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == report["n_points"] == 24 and rows[0]["name"] == "img_00.png"
+    assert [int(r["index"]) for r in rows] == list(range(24))
+    for name, per in report["results"].items():
+        for label, entry in per.items():
+            robust = sum(int(r[f"{name}@{label}_robust"]) for r in rows)  # the report's accuracy is float32
+            assert robust == round(entry["accuracy"] * len(rows)) and robust / len(rows) == pytest.approx(
+                entry["accuracy"], rel=1e-6), (name, label)
+    for label, entry in report["worst_case"].items():
+        assert sum(int(r[f"worst@{label}_robust"]) for r in rows) == round(entry["accuracy"] * len(rows))
+    assert sum(int(r["clean_right"]) for r in rows) == round(report["clean"]["accuracy"] * len(rows))
+
+
+def test_absent_sections_are_left_out(full_run, tmp_path):
+    run, _ = full_run
+    (tmp_path / "robustness.json").write_text((run / "robustness.json").read_text())
+    html = render_run(tmp_path)
     assert '<section id="robustness">' in html
-    for section in ("test", "corruptions", "explanations", "predictions", "figures", "profile", "provenance"):
+    for section in ("test", "corruptions", "explanations", "predictions", "profile", "provenance"):
         assert f'id="{section}"' not in html, section
-    assert "<img" not in html  # the accuracy-vs-eps figure is absent, so no broken image
+    assert "<img" not in html  # the figures are absent, so no broken image
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "No results in this directory yet" in render_run(empty)
 
 
-def test_one_eps_omits_the_curve_and_odd_corruption_layouts_fall_back(tmp_path):
-    evaluation = robustness()
-    evaluation["eps"], evaluation["eps_labels"] = [2 / 255], ["2/255"]
-    evaluation["results"]["pgd10"].pop("8/255")
-    evaluation["worst_case"].pop("8/255")
-    png(tmp_path / "figures" / "robust_accuracy_vs_eps.png")
-    (tmp_path / "robustness.json").write_text(json.dumps(evaluation))
-    (tmp_path / "corruptions.json").write_text(json.dumps({"summary": {"mce": 0.75}, "n": 4}))
-    html = render_run(tmp_path)
-    assert "<img" not in html  # one point is no curve: the table says it all
-    assert "summary/mce" in html and "0.75" in html
+def test_one_eps_omits_the_curve(tmp_path):
+    model, x, y = tiny_model()
+    model.blobs = (x, y)
+    suites(model, tmp_path, eps=(2 / 255,), corruptions=False, explain=False)
+    report = json.loads((tmp_path / "robustness.json").read_text())
+    assert report["figures"] == ["figures/fragile_images.png", "figures/calibration.png"]  # one eps: no curve
+    assert not (tmp_path / "figures" / "robust_accuracy_vs_eps.png").exists()
 
 
 def test_sweep_page(tmp_path):
@@ -221,9 +247,6 @@ def test_report_in_headless_chromium(full_run, tmp_path):
         pytest.skip("no chromium to open report.html: `apt-get install chromium` (Debian/Ubuntu; `make test` installs "
                     "it when run as root), or put chromium/google-chrome on PATH")
     run, _ = full_run
-    from trixai.suites.robustness_report import plot_curve  # a real matplotlib figure in the page
-
-    plot_curve(robustness(), run / "figures" / "robust_accuracy_vs_eps.png")
     page = write_run_report(run)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
              f"--user-data-dir={tmp_path / 'profile'}"]
@@ -242,23 +265,21 @@ def test_report_in_headless_chromium(full_run, tmp_path):
 
 
 def test_a_training_run_keeps_its_results_when_the_page_fails(tmp_path, caplog):
-    from trixai.tasks.html_report import try_write_run_report
+    from trixai.render.html import try_write_run_report
 
     (tmp_path / "robustness.json").write_text("{not json")
     assert try_write_run_report(tmp_path) is None and not (tmp_path / "report.html").exists()
     assert "report.html not written" in caplog.text and "robustness.json: not readable JSON" in caplog.text
+    (tmp_path / "robustness.json").write_text(json.dumps({"format": "trixai-robustness/1"}))
+    assert try_write_run_report(tmp_path) is None and "written by another trixai version" in caplog.text
 
 
-def test_tcav_and_multilabel_reports(tmp_path):
-    (tmp_path / "explanations.json").write_text(json.dumps({
-        "explainer": {"name": "tcav"}, "model": "m", "concept": "streaks", "layer": "backbone.layer4",
-        "results": [{"class_name": "MEL", "score_mean": 0.75, "p_value": 0.01}]}))
-    evaluation = robustness()
-    evaluation["task"] = "multilabel"
-    for entry in (evaluation["clean"], *evaluation["results"]["pgd10"].values(), *evaluation["worst_case"].values()):
-        entry["per_label_accuracy"] = entry.pop("per_class_accuracy")
-        entry["macro_auroc"] = 0.5
-    (tmp_path / "robustness.json").write_text(json.dumps(evaluation))
+def test_multilabel_report(tmp_path):
+    x, _ = blobs(24, 3, seed=1)
+    y = (torch.rand(24, 3, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    model = create_model("test_resnet", 3, class_names=CLASSES, task="multilabel", resolution=16)
+    model = fit(model, x, y, steps=20)
+    suite = RobustnessSuite(attacks=["clean", "fgsm"], eps=[2 / 255, 8 / 255], bootstrap=100, masking=None)
+    run_suites(SuiteRun(model, robustness=suite), [{"image": x, "target": y}], tmp_path, progress=False)
     html = render_run(tmp_path)
-    assert "concept <b>streaks</b>" in html and "<td>MEL</td><td>0.75</td><td>0.01</td>" in html
-    assert "Per-label accuracy at ε = 8/255" in html and "exact match" in html and "<th class=\"n\">AUROC</th>" in html
+    assert "Per-label accuracy at ε = 8/255" in html and "exact match" in html and "AUROC</th>" in html

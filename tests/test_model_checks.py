@@ -12,10 +12,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trixai.core.frozen import frozen_eval
-from trixai.robust import masking
+from trixai.core.reports import ROBUSTNESS_FORMAT, RobustnessReport
+from trixai.render.markdown import robustness_markdown
 from trixai.robust.model_checks import inference_optimisation, model_checks, probabilities, randomness, training_mode
+from trixai.suites import masking
+from trixai.suites.base import PointBatch
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.robustness_report import markdown
 
 
 @pytest.fixture(scope="module")
@@ -125,16 +127,20 @@ def test_optimisation_at_inference_time_fails_the_dynamic_check(batch):
     assert inference_optimisation(small_cnn(5).eval(), x)["passed"] is True
 
 
-def _evaluation(success: float, correct: int = 10) -> dict:
-    return {"n_points": 10, "results": {"fgsm": {"8/255": {"initially_correct": correct,
-                                                             "attack_success_rate": success}}}}
+def _evaluation(success: float, correct: int = 10) -> RobustnessReport:
+    """A report (from its JSON) with one FGSM result: ``correct`` initially correct points, this success rate."""
+    scores = {"n": 10, "accuracy": 0.5, "initially_correct": correct, "attack_success_rate": success}
+    return RobustnessReport.from_json({
+        "format": ROBUSTNESS_FORMAT, "task": "multiclass", "class_names": ["a", "b"], "n_points": 10,
+        "eps": [8 / 255], "clean": scores, "results": {"fgsm": {"8/255": {**scores, "eps": 8 / 255}}},
+        "worst_case": {}})
 
 
 def test_zero_success_on_saturated_outputs_is_flagged():
-    assert masking.saturated_success(_evaluation(0.0), saturated=6)["passed"] is False
-    assert masking.saturated_success(_evaluation(0.0), saturated=5)["passed"] is True  # not most points
-    assert masking.saturated_success(_evaluation(0.1), saturated=10)["passed"] is True
-    assert masking.saturated_success(_evaluation(0.0, correct=0), saturated=10)["passed"] is True
+    assert masking.saturated_success(_evaluation(0.0), saturated=6).passed is False
+    assert masking.saturated_success(_evaluation(0.0), saturated=5).passed is True  # not most points
+    assert masking.saturated_success(_evaluation(0.1), saturated=10).passed is True
+    assert masking.saturated_success(_evaluation(0.0, correct=0), saturated=10).passed is True
     logits = torch.tensor([[0.0, 7.0, 0.0], [0.0, 6.0, 0.0], [3.0, 0.0, 0.0]])  # top softmax 0.99818, 0.99505
     zero_gradient = torch.tensor([False, False, True])
     assert masking.saturated_points(logits, False, zero_gradient).tolist() == [False, False, True]
@@ -153,15 +159,16 @@ class Saturated(nn.Module):
         return 1e4 * self.inner(x)
 
 
-def test_the_suite_reports_saturation_masking_and_the_model_checks(caplog):
+def test_the_suite_reports_saturation_masking_and_the_model_checks(caplog, tmp_path):
     x, y = blobs(16, 4, seed=1)
     model = Saturated(fit(small_cnn(4, seed=1), x, y, steps=60))
     suite = RobustnessSuite(attacks=["clean", "fgsm"], eps=[8 / 255], masking=None)
     robust = suite.start(model)
-    for xb, yb in DataLoader(TensorDataset(x, y), batch_size=8):
-        robust.update(xb, yb)
-    with caplog.at_level(logging.WARNING, logger="trixai.robust.masking"):
-        evaluation = json.loads(json.dumps(robust.finish()))
+    for start, (xb, yb) in enumerate(DataLoader(TensorDataset(x, y), batch_size=8)):
+        robust.update(PointBatch.of((xb, yb), start=8 * start))
+    with caplog.at_level(logging.WARNING, logger="trixai.suites.masking"):
+        report = robust.finish(tmp_path)
+    evaluation = json.loads(json.dumps(report.to_json()))
     checks = {c["check"]: c for c in evaluation["masking_checks"]}
     assert evaluation["results"]["fgsm"]["8/255"]["attack_success_rate"] == 0.0
     saturation = checks["no attack at 0 % success on saturated outputs"]
@@ -172,7 +179,7 @@ def test_the_suite_reports_saturation_masking_and_the_model_checks(caplog):
                  "no optimisation at inference time (autograd inside the forward)"):
         assert checks[name]["passed"] is True, checks[name]
     assert "robustness check failed: no attack at 0 % success" in caplog.text
-    assert "| no attack at 0 % success on saturated outputs | FAIL |" in markdown(evaluation)
+    assert "| no attack at 0 % success on saturated outputs | FAIL |" in robustness_markdown(report)
 
 
 def test_a_random_model_evaluated_with_eot_passes(batch):

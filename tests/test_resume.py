@@ -18,7 +18,7 @@ RUN = ["model.name=test_efficientnet", "model.resolution=32", "dataset.n_train=9
        "dataset.n_test=40", "dataset.min_per_class=2", "data.batch_size=16", "data.eval_batch_size=16",
        "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "objective=trades", "attack=pgd7",
        "attack.steps=2", "robustness.attacks=[clean,fgsm]", "robustness.masking.points=8",
-       "robustness.masking.steps=2", "explanation.max_samples=8", "explanation.metrics.steps=3",
+       "robustness.masking.steps=2", "explanation.max_points=8", "explanation.metrics.steps=3",
        "explanation.metrics.sanity_samples=4", "profile=null", "logger=csv", "threads=1"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -14,8 +15,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from trixai.core.errors import TrixaiError
 from trixai.core.metrics import UndefinedMetricWarning
 from trixai.robust.registry import create_attack
+from trixai.suites.base import PointBatch
 from trixai.suites.robustness import MaskingSettings, RobustnessSuite
-from trixai.suites.runner import SuiteRun, as_sample_batch, run_suites
+from trixai.suites.runner import SuiteRun, run_suites
 from trixai.suites.scoring import highest_loss_logits
 
 EPS = [2 / 255, 8 / 255]
@@ -25,16 +27,19 @@ MASKING = MaskingSettings(large_eps=0.5, steps=5, points=16)
 
 def robustness_suite(model, loader, *, out_dir, **settings) -> dict:
     """The suite over ``loader`` with its reports in ``out_dir``; returns the flat metrics."""
-    return run_suites(SuiteRun(model, robustness=RobustnessSuite(**settings)), loader, out_dir)
+    return run_suites(SuiteRun(model, robustness=RobustnessSuite(**settings)), loader, out_dir).flat()
 
 
-def evaluate_robustness(model, loader, *, partial_dir=None, **settings) -> dict:
-    """The evaluation dict of one pass of the suite over ``loader``."""
+def evaluate_robustness(model, loader, *, partial_dir=None, out_dir=None, **settings) -> dict:
+    """The report (as its JSON) of one pass of the suite over ``loader``."""
     robust = RobustnessSuite(**settings).start(model, partial_dir=partial_dir)
+    start = 0
     for batch in loader:
-        batch = as_sample_batch(batch)
-        robust.update(batch["image"], batch["target"], batch.get("label_mask"))
-    return robust.finish()
+        points = PointBatch.of(batch, start=start)
+        start += len(points)
+        robust.update(points)
+    out_dir = out_dir or partial_dir or tempfile.mkdtemp(prefix="trixai-test-")
+    return json.loads(json.dumps(robust.finish(out_dir).to_json()))
 
 
 @pytest.fixture(scope="module")
@@ -187,13 +192,17 @@ def test_trixai_eval_cli_on_a_run_dir(tmp_path):
                "robustness.attacks=[clean,fgsm,pgd2,autoattack]", "robustness.eps=[4/255,0.0313725490]",
                "+robustness.attack_settings.autoattack={steps: 3, targets: 1, queries: 5}", "robustness.masking.points=4",
                "robustness.masking.steps=2",
-               "wandb.mode=disabled", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+               "logger=none", "progress=false", "name=first", f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((run_dir / "robustness.json").read_text())
+    out = run_dir / "evals" / "first"  # the evaluation's own folder: the run's files stay as they were
+    report = json.loads((out / "robustness.json").read_text())
     assert set(report["results"]) == {"fgsm", "pgd2", "autoattack"} and report["n_points"] == len(bundle.test)
     assert report["source"]["split"] == "test" and report["eps_labels"] == ["4/255", "8/255"]
-    assert (run_dir / "figures" / "robust_accuracy_vs_eps.png").exists()
+    assert (out / "figures" / "robust_accuracy_vs_eps.png").exists() and not (run_dir / "robustness.json").exists()
+    assert "evals/first/report.html" in (run_dir / "report.html").read_text()  # the run's page links it
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode != 0 and "already holds robustness.json" in again.stderr and "overwrite=true" in again.stderr
 
 
 def test_trixai_eval_rejects_an_unknown_split(tmp_path):

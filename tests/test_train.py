@@ -29,7 +29,7 @@ def test_train_writes_run_files_and_reloads_exactly(compose_cfg, tmp_path):
     assert set(meta["versions"]) >= {"torch", "timm", "lightning", "trixai"} and "commit" in meta["git"]
     assert meta["metrics"]["test"] == metrics["test"]
     assert {"acc", "rob_acc", "bal_acc", "top2", "f1", "auroc"} <= set(metrics["test"])
-    assert metrics["monitor"] == "val/rob_acc" and metrics["eval_attack"]["steps"] == 2
+    assert metrics["monitor"] == "val/rob_acc" and metrics["eval_attack"]["settings"]["steps"] == 2 and metrics["eval_attack"]["name"] == "pgd2"
 
     x = torch.rand(5, 3, 32, 32)
     reference = trixai.load_model(run)

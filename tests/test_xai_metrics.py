@@ -30,6 +30,7 @@ from trixai.xai.metrics.localization import (
     area_fraction,
     energy_pointing_game,
     pointing_game,
+    pointing_game_per_category,
     scaled_tolerance,
     topk_iou,
 )
@@ -191,9 +192,89 @@ def test_pointing_game_hand_made():
     # (2, 2) is sqrt(2) px from the mask's (1, 1); (0, 3) is 2 px from (0, 1): Euclidean distance
     assert pointing_game(maps, masks, tolerance=1).tolist() == [1.0, 0.0, 0.0, 0.0]
     assert pointing_game(maps, masks, tolerance=1.5).tolist() == [1.0, 1.0, 0.0, 0.0]
-    assert pointing_game(maps, masks, tolerance=2).tolist() == [1.0, 1.0, 0.0, 1.0]
-    # chance level: the grown mask's area; radius 1 adds (0, 2), (1, 2), (2, 0), (2, 1) -> 8 / 16
-    assert float(area_fraction(MASK, 1)) == 0.5 and float(area_fraction(MASK)) == 0.25
+    # strictly within, as TorchRay's (u - x)^2 + (v - y)^2 < tolerance^2: exactly 2 px away misses at 2
+    assert pointing_game(maps, masks, tolerance=2).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert pointing_game(maps, masks, tolerance=2.01).tolist() == [1.0, 1.0, 0.0, 1.0]
+    # chance level: the grown mask's area; radius 1.01 adds (0, 2), (1, 2), (2, 0), (2, 1) -> 8 / 16, radius 1.5
+    # also (2, 2) at sqrt(2) -> 9 / 16; radius 1 adds nothing (no pixel is strictly closer than 1)
+    assert float(area_fraction(MASK, 1.01)) == 0.5 and float(area_fraction(MASK, 1.5)) == 9 / 16
+    assert float(area_fraction(MASK, 1)) == 0.25 and float(area_fraction(MASK)) == 0.25
+
+
+def test_pointing_game_per_sample_tolerance():
+    """A peak 3 px right of the mask's edge hits with tolerance 3.5 and misses with 2.5, in one call."""
+    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
+    mask[:, 2:4, 0:2] = True  # columns 0..1
+    maps = torch.zeros(2, 8, 8)
+    maps[:, 3, 4] = 1.0  # column 4: 3 px from column 1
+    assert pointing_game(maps, mask, torch.tensor([3.5, 2.5])).tolist() == [1.0, 0.0]
+    assert pointing_game(maps, mask, torch.tensor([[0.5, 3.5], [3.5, 2.5]])).tolist() == [1.0, 0.0]  # (rows, cols)
+    torch.testing.assert_close(area_fraction(mask, torch.tensor([3.5, 0.0])),
+                               torch.stack([area_fraction(mask[:1], 3.5)[0], area_fraction(mask[1:])[0]]))
+    for bad in (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([-1.0, 1.0]), float("nan")):
+        with pytest.raises(TrixaiError, match="tolerance"):
+            pointing_game(maps, mask, bad)
+
+
+def _torchray_hit(mask: np.ndarray, point: tuple[int, int], tolerance: float) -> bool:
+    """TorchRay's PointingGame.evaluate: a hit when the mask meets the disk (x - u)^2 + (y - v)^2 < tolerance^2
+    around the point (u, v) = (column, row)."""
+    rows, cols = np.nonzero(mask)
+    return bool((((cols - point[0]) ** 2 + (rows - point[1]) ** 2) < tolerance**2).any())
+
+
+def test_pointing_game_equals_torchray_rule_and_chance_level():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 12, 10, generator=g) > 0.93
+    masks[0] = False
+    masks[0, 5, 5] = True  # integer tolerances land exactly on its ring
+    maps = torch.rand(6, 12, 10, generator=g)
+    maps[0, 5, 7] = 2.0  # exactly 2 px from the mask: a miss at tolerance 2, a hit at 2.5
+    for tolerance in (0.5, 1.0, 2.0, 2.5, 3.0, 4.2857):
+        peaks = maps.flatten(1).argmax(dim=1)
+        expected = [float(_torchray_hit(masks[i].numpy(), (int(p) % 10, int(p) // 10), tolerance))
+                    for i, p in enumerate(peaks)]
+        assert pointing_game(maps, masks, tolerance).tolist() == expected, tolerance
+    # the chance level is the hit rate of a one-hot map at every pixel, also for per-axis radii
+    radii = torch.tensor([[1.0, 2.5], [3.0, 1.5], [2.0, 2.0], [0.0, 0.0], [4.2, 0.7], [1.5, 1.5]])
+    hits = torch.zeros(6)
+    for pixel in range(120):
+        one_hot = torch.zeros(6, 120)
+        one_hot[:, pixel] = 1.0
+        hits += pointing_game(one_hot.view(6, 12, 10), masks, radii)
+    torch.testing.assert_close(hits / 120, area_fraction(masks, radii))
+
+
+def test_tolerance_at_the_original_resolution():
+    """15 px of a 450 x 600 original at a 64 x 64 input: squash scales rows by 64/450 and columns by 64/600,
+    crop scales both by 64/450 (the shorter side); the dataset gives these pixel scales per image."""
+    from trixai.data.images import pixel_scales
+
+    sizes = np.array([[450, 600], [64, 64]])
+    np.testing.assert_allclose(15 * pixel_scales(sizes, 64, "squash"), [[15 * 64 / 450, 15 * 64 / 600], [15, 15]])
+    np.testing.assert_allclose(15 * pixel_scales(sizes, 64, "crop"), [[15 * 64 / 450] * 2, [15, 15]])
+    mask = torch.zeros(3, 64, 64, dtype=torch.bool)
+    mask[:, 30, 30] = True
+    maps = torch.zeros(3, 64, 64)
+    maps[0, 30, 32] = maps[1, 32, 30] = maps[2, 30, 32] = 1.0  # 2 px right, 2 px down, 2 px right
+    squash = torch.from_numpy(15 * pixel_scales(np.array([[450, 600]] * 3), 64, "squash"))  # rows 2.13, cols 1.6 px
+    crop = torch.from_numpy(15 * pixel_scales(np.array([[450, 600]] * 3), 64, "crop"))  # 2.13 px both ways
+    assert pointing_game(maps, mask, squash).tolist() == [0.0, 1.0, 0.0]
+    assert pointing_game(maps, mask, crop).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_pointing_game_per_category_hand_computed():
+    """Categories a: 1/1 hits, b: 1/3, c: 0/2 -> mean over categories (1 + 1/3 + 0) / 3 = 4/9; per sample 2/6."""
+    hits = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    categories = torch.tensor([5, 0, 2, 2, 5, 2])
+    out = pointing_game_per_category(hits, categories, class_names=["a", "x", "b", "y", "z", "c"])
+    assert out["mean"] == pytest.approx(4 / 9) and out["per_sample"] == pytest.approx(2 / 6)
+    assert out["per_category"] == pytest.approx({"a": 1.0, "b": 1 / 3, "c": 0.0})
+    assert out["counts"] == {"a": 1, "b": 3, "c": 2} and out["n"] == 6 and out["n_categories"] == 3
+    assert list(pointing_game_per_category(hits, categories)["per_category"]) == ["0", "2", "5"]
+    assert math.isnan(pointing_game_per_category(torch.zeros(0), torch.zeros(0))["mean"])
+    with pytest.raises(TrixaiError, match="categories"):
+        pointing_game_per_category(hits, categories[:5])
 
 
 def test_pointing_tolerance_scales_with_the_image_side():
@@ -235,6 +316,27 @@ def test_degeneracy_flags_constant_and_saturated_models_only():
     assert degeneracy(almost)["degenerate"]
     almost[37, 0], almost[37, 1] = 0.0, 1.0
     assert not degeneracy(almost)["degenerate"]
+
+
+def test_degeneracy_is_not_judged_on_few_points():
+    """4 points of one class predicted alike are no evidence (not judged); 100 points all on class 0 are."""
+    few = torch.tensor([[2.0, 0.0, -1.0]]).expand(4, -1)
+    verdict = degeneracy(few)
+    assert not verdict["degenerate"] and not verdict["judged"] and verdict["n"] == 4
+    assert verdict["reason"] == "not judged: too few points (n=4 < 30)"
+    assert verdict["majority_class_share"] == 1.0  # the evidence is still reported
+    many = torch.tensor([[2.0, 0.0, -1.0]]).expand(100, -1)
+    verdict = degeneracy(many)
+    assert verdict["degenerate"] and verdict["judged"] and "class 0 is predicted for 100.0% of the 100" in verdict["reason"]
+    assert degeneracy(few, min_points=4)["degenerate"] and not degeneracy(many[:29])["judged"]
+    assert degeneracy(many[:30])["degenerate"]
+    # a saturated but class-balanced model: p = 1 / (1 + e^-8) = 0.99966 >= 0.999 for all 100 points
+    saturated = torch.zeros(100, 2)
+    saturated[::2, 0], saturated[1::2, 1] = 8.0, 8.0
+    verdict = degeneracy(saturated)
+    assert verdict["degenerate"] and verdict["majority_class_share"] == 0.5 and verdict["saturated_share"] == 1.0
+    assert verdict["reason"].startswith("the top probability is >= 0.999 for 100.0% of the 100 points")
+    assert not degeneracy(saturated[:10])["degenerate"]
 
 
 def test_ssim_hand_values_and_gradient():

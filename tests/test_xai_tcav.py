@@ -9,7 +9,16 @@ from torch import nn
 
 from trixai.core.errors import TrixaiError
 from trixai.xai.concepts import ruler_sets
-from trixai.xai.tcav import layer_activations, logistic_regression, t_test, tcav, train_cav
+from trixai.xai.tcav import (
+    bonferroni,
+    bonferroni_hypotheses,
+    layer_activations,
+    logistic_regression,
+    split_indices,
+    t_test,
+    tcav,
+    train_cav,
+)
 
 
 class RedMinusGreen(nn.Module):
@@ -50,7 +59,8 @@ def test_tcav_separates_a_planted_concept_from_random():
     green = tcav(model, inputs, 1, concept, randoms, "high", concept="red square")
     assert red.scores == [1.0] * 5 and green.scores == [0.0] * 5 and red.n_runs == 5
     assert red.significant and red.p_value < 0.05 and green.significant
-    assert 0.2 < red.random_score_mean < 0.8  # random CAVs point anywhere
+    # random CAVs point to both sides of the class's gradients (5 random-vs-random scores: [0, 0, 0, 0.667, 0.3])
+    assert min(red.random_scores) < 0.5 < max(red.random_scores)
     assert red.cav_accuracy_mean == 1.0 and red.class_name == "red" and red.n_inputs == 30
 
 
@@ -61,12 +71,15 @@ def test_tcav_random_concept_is_not_significant():
     assert not result.significant
 
 
-def test_train_cav_points_to_the_concept():
+@pytest.mark.parametrize("classifier", ["hinge", "logistic"])
+def test_train_cav_points_to_the_concept(classifier):
     g = torch.Generator().manual_seed(0)
     random = torch.randn(40, 5, generator=g)
     concept = torch.randn(40, 5, generator=g) + torch.tensor([6.0, 0, 0, 0, 0])
-    cav = train_cav(concept, random)
-    assert cav.accuracy == 1.0
+    cav = train_cav(concept, random, classifier=classifier)
+    # the exact logistic regression separates all 26 held-out points; sklearn's SGD (the default, as captum's) stops
+    # at tol 1e-3 with an intercept of -10.4 that puts one held-out concept point at -0.99: 25 / 26
+    assert cav.accuracy == (1.0 if classifier == "logistic" else 25 / 26)
     assert int(cav.direction.abs().argmax()) == 0 and float(cav.direction[0]) > 0.8
     assert float(cav.direction.norm()) == pytest.approx(1.0)
 
@@ -155,6 +168,102 @@ def test_tcav_scores_equal_captum_given_the_same_cavs(tmp_path):
     assert ours.p_value == pytest.approx(stats.ttest_ind(concept_scores, null_scores).pvalue, rel=1e-5)
 
 
+def _captum_default_cav(a, b, seed):
+    """captum's DefaultClassifier on a (concept id 0) vs b (id 1), fed as captum's train_cav feeds it, with Python's
+    and numpy's generators seeded: (unit CAV of a, sklearn's held-out accuracy on captum's split)."""
+    import random
+
+    import numpy as np
+    from captum.concept._utils.classifier import DefaultClassifier
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = torch.cat([a, b]), torch.cat([torch.zeros(len(a)), torch.ones(len(b))]).long()
+    random.seed(seed)
+    np.random.seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # captum's note on its in-memory default classifier
+        classifier = DefaultClassifier()
+    classifier.train_and_eval(DataLoader(TensorDataset(x, y), batch_size=len(x)))
+    row = classifier.weights()[list(classifier.classes()).index(0)]
+    train, test = split_indices(len(x), seed)
+    lm = classifier.lm
+    decision = x[test] @ lm.representation()[0] + lm.bias()[0]
+    accuracy = float(((decision > 0).long() == y[test]).double().mean())
+    return row / row.norm(), accuracy
+
+
+def test_hinge_cavs_equal_captum_default_classifier(tmp_path):
+    """The default CAV is captum's DefaultClassifier (SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), hinge loss)
+    on captum's split: with the same seed for Python's and numpy's generators the unit CAVs are equal, and captum's
+    whole TCAV pipeline with those seeds gives trixai's scores exactly."""
+    import random
+
+    import numpy as np
+    from captum.concept._utils.classifier import Classifier, DefaultClassifier
+
+    runs = 3
+    concept, randoms, inputs = _two_square_sets(0, runs)
+    model = RedMinusGreen()
+    acts = [layer_activations(model, images, "high") for images in (concept, *randoms)]
+    for seed in range(runs):
+        ours = train_cav(acts[0], acts[seed + 1], seed=seed)
+        theirs, theirs_accuracy = _captum_default_cav(acts[0], acts[seed + 1], seed)
+        # trixai's concept is label 1, captum's label 0: the SGD path is the exact mirror image
+        torch.testing.assert_close(ours.direction, theirs, rtol=0, atol=0)
+        assert ours.accuracy == theirs_accuracy
+    # ids (captum's concept ids of a pair) -> the seed trixai gives that CAV: run i, random pair j
+    seeds = {(0, i + 1): i for i in range(runs)} | {(runs + 2 * j + 1, runs + 2 * j + 2): j for j in range(runs)}
+
+    class SeededDefault(Classifier):
+        def __init__(self) -> None:
+            self.inner = None
+
+        def train_and_eval(self, dataloader, **kwargs):
+            seed = seeds[tuple(sorted({int(v) for _, labels in dataloader for v in labels}))]
+            random.seed(seed)
+            np.random.seed(seed)
+            self.inner = DefaultClassifier()
+            return self.inner.train_and_eval(dataloader, **kwargs)
+
+        def weights(self):
+            return self.inner.weights()
+
+        def classes(self):
+            return self.inner.classes()
+
+    result = tcav(model, inputs, 0, concept, randoms, "high")
+    concept_scores, null_scores = _captum_scores(model, inputs, concept, randoms, runs, tmp_path, SeededDefault())
+    assert [round(v * 40) for v in result.scores] == [round(v * 40) for v in concept_scores]
+    assert [round(v * 40) for v in result.random_scores] == [round(v * 40) for v in null_scores]
+    assert 0.1 < result.score_mean < 0.9 and result.cav_classifier == "hinge"
+
+
+def test_bonferroni_hand_worked():
+    """3 classes x 2 layers x 1 concept = 6 hypotheses: p = 0.004, 0.01, 0.2 -> 0.024, 0.06, min(1, 1.2) = 1;
+    at alpha 0.05 the raw verdicts are yes, yes, no and the corrected ones yes, no, no."""
+    m = bonferroni_hypotheses(3, n_layers=2, n_concepts=1)
+    assert m == 6
+    corrected = [bonferroni(p, m) for p in (0.004, 0.01, 0.2)]
+    assert corrected == pytest.approx([0.024, 0.06, 1.0])
+    assert [p < 0.05 for p in corrected] == [True, False, False]
+    assert bonferroni(0.01, 1) == 0.01 and math.isnan(bonferroni(float("nan"), 6))
+    with pytest.raises(TrixaiError, match="positive integer"):
+        bonferroni_hypotheses(0)
+    with pytest.raises(TrixaiError, match="n_hypotheses=0"):
+        bonferroni(0.1, 0)
+    # through tcav: the planted red square, p ~ 3e-4, stays significant for m = 7 and not for m = 1000
+    g = torch.Generator().manual_seed(0)
+    concept = _images(20, g)
+    concept[:, 0, 2:6, 2:6] = 1.0
+    randoms = [_images(20, g) for _ in range(15)]
+    inputs = _images(30, g)
+    for hypotheses, verdict in ((7, True), (1000, False)):
+        result = tcav(RedMinusGreen(), inputs, 0, concept, randoms, "high", n_hypotheses=hypotheses)
+        assert result.n_hypotheses == hypotheses and result.significant and result.alpha == 0.05
+        assert result.p_value_bonferroni == pytest.approx(min(1.0, hypotheses * result.p_value))
+        assert result.significant_bonferroni is verdict
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tcav_agrees_with_captum_default_classifier(tmp_path, seed):
     """captum's default pipeline (its own 67/33 split, sklearn SGDClassifier hinge loss, alpha 0.01, on raw
@@ -183,8 +292,10 @@ def test_tcav_variants_are_named_options():
     concept[:, 0, 2:6, 2:6] = 1.0
     randoms = [_images(20, g) for _ in range(6)]
     inputs = _images(20, g)
-    legacy = tcav(RedMinusGreen(), inputs, 0, concept, randoms, "high", cav_fit="standardised", test="welch")
+    legacy = tcav(RedMinusGreen(), inputs, 0, concept, randoms, "high", cav_classifier="logistic",
+                  cav_fit="standardised", test="welch")  # trixai 0.1: logistic regression on standardised features
     assert legacy.cav_fit == "standardised" and legacy.t_test == "welch" and legacy.scores == [1.0, 1.0]
+    assert legacy.cav_classifier == "logistic"
     # Student vs Welch on hand-picked samples (scipy as the reference)
     from scipy import stats
 
@@ -203,6 +314,10 @@ def test_tcav_input_errors():
         tcav(model, x, 0, x, [x] * 6, "high", test="z")
     with pytest.raises(TrixaiError, match="cav_fit='pca'"):
         train_cav(torch.zeros(4, 3), torch.ones(4, 3), fit="pca")
+    with pytest.raises(TrixaiError, match="cav_classifier='svm'"):
+        tcav(model, x, 0, x, [x] * 6, "high", cav_classifier="svm")
+    with pytest.raises(TrixaiError, match="n_hypotheses=0"):
+        tcav(model, x, 0, x, [x] * 6, "high", n_hypotheses=0)
     with pytest.raises(TrixaiError, match=">= 2 concept"):
         train_cav(torch.zeros(1, 3), torch.zeros(5, 3))
 
@@ -247,7 +362,7 @@ def test_concept_and_random_sets_from_folders(tmp_path):
 
     def explanation_suite(model, loader, settings, out_dir):
         run = SuiteRun(model, robustness=RobustnessSuite.from_config(None, max_points=16), report_robustness=False,
-                       explainer=TCAV(**settings, max_samples=16))
+                       explainer=TCAV(**settings, max_points=16))
         return run_suites(run, loader, out_dir, progress=False)
 
     rng = np.random.default_rng(0)
@@ -267,10 +382,11 @@ def test_concept_and_random_sets_from_folders(tmp_path):
     loader = [{"image": _images(16, g), "target": torch.tensor([0, 1] * 8)}]
     cfg = {"layer": "high", "concept": str(tmp_path / "concept"),
            "random_dir": str(tmp_path / "random"), "n_concept": 20, "n_runs": 2, "classes": ["red"]}
-    metrics = explanation_suite(RedMinusGreen(), loader, cfg, tmp_path / "out")
+    metrics = explanation_suite(RedMinusGreen(), loader, cfg, tmp_path / "out").flat()
     report = json.loads((tmp_path / "out" / "explanations.json").read_text())
     assert report["concept"] == "concept" and report["n_random_sets"] == 6 and report["n_runs"] == 2
-    assert report["variant"] == {"cav_fit": "raw", "t_test": "student"}
+    assert report["variant"] == {"cav_classifier": "hinge", "cav_fit": "raw", "t_test": "student",
+                                 "bonferroni_hypotheses": 1}
     row = report["results"][0]
     assert row["n_inputs"] == 8 and row["cav_accuracy_mean"] >= 0.9  # the red square is linearly separable
     assert metrics["xai/tcav/red"] == row["score_mean"] > 0.8 and row["score_mean"] > row["random_score_mean"]

@@ -14,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from trixai.core.settings import register_schemas
+
 
 def sweep_group() -> str | None:
     """In a multirun, ``<job name>-<sweep dir name>`` (one W&B group per sweep); otherwise None."""
@@ -33,7 +35,7 @@ def phi_resolution(*args: Any) -> int:
 
 
 def sweep_resolution(*args: Any) -> int:
-    """:func:`trixai.models.scaling.sweep_resolution` (``conf/ablation/budget.yaml``, ``conf/quick/true.yaml``)."""
+    """:func:`trixai.models.scaling.sweep_resolution` (``conf/ablation/budget.yaml``, ``conf/quick/smoke.yaml``)."""
     from trixai.models.scaling import sweep_resolution as resolve
 
     return resolve(*args)
@@ -41,7 +43,8 @@ def sweep_resolution(*args: Any) -> int:
 
 def register() -> None:
     """Register (or re-register: idempotent) ``trixai.sweep_group``, ``trixai.phi_resolution`` and
-    ``trixai.sweep_resolution``."""
+    ``trixai.sweep_resolution``, and the suite groups' schemas (:mod:`trixai.core.settings`)."""
     OmegaConf.register_new_resolver("trixai.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("trixai.phi_resolution", phi_resolution, replace=True)
     OmegaConf.register_new_resolver("trixai.sweep_resolution", sweep_resolution, replace=True)
+    register_schemas()

@@ -2,7 +2,10 @@
 
 A sample is a dict: ``image`` float32 (C, H, W) in [0, 1]; ``target`` int64 scalar (multiclass) or float32
 (L,) in {0, 1} (multi-label); optionally ``mask`` uint8 (K, H, W) ground-truth localisation (K = 1 for a
-lesion mask, K = L per finding), ``has_mask`` bool, ``label_mask`` float32 (L,) with 0 for labels to ignore.
+lesion mask, K = L per finding), ``has_mask`` bool, ``label_mask`` float32 (L,) with 0 for labels to ignore,
+``name`` (the image file, relative to the dataset's root) and ``pixel_scale`` float32 (2,): model-input pixels per
+pixel of the original file along rows and columns (the pointing game's tolerance is defined at the image's own
+resolution).
 Keys are the same for every sample of a dataset so the default collate works.
 """
 
@@ -58,19 +61,22 @@ class ArrayDataset(Dataset):
 
     ``images`` (N, H, W, C) uint8; ``targets`` (N,) int or (N, L) float; ``masks`` (N, K, H, W) uint8 or None;
     ``has_masks`` (N,) bool marks samples whose mask is ground truth (default: all, when masks are given);
-    ``label_masks`` (N, L) with 0 for labels to ignore.
+    ``label_masks`` (N, L) with 0 for labels to ignore; ``names`` (N,) file names and ``pixel_scales`` (N, 2)
+    model pixels per original pixel (rows, columns), for datasets read from files.
     """
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, masks: np.ndarray | None = None, *,
-                 has_masks: np.ndarray | None = None, label_masks: np.ndarray | None = None) -> None:
+                 has_masks: np.ndarray | None = None, label_masks: np.ndarray | None = None,
+                 names: Sequence[str] | None = None, pixel_scales: np.ndarray | None = None) -> None:
         for name, array in (("targets", targets), ("masks", masks), ("has_masks", has_masks),
-                            ("label_masks", label_masks)):
+                            ("label_masks", label_masks), ("names", names), ("pixel_scales", pixel_scales)):
             if array is not None and len(array) != len(images):
                 raise ValueError(f"{name} has {len(array)} rows for {len(images)} images")
         if masks is not None and has_masks is None:
             has_masks = np.ones(len(images), dtype=bool)
         self.images, self.targets, self.masks = images, targets, masks
         self.has_masks, self.label_masks = has_masks, label_masks
+        self.names, self.pixel_scales = names, pixel_scales
 
     def __len__(self) -> int:
         return len(self.images)
@@ -87,6 +93,10 @@ class ArrayDataset(Dataset):
             sample["has_mask"] = bool(self.has_masks[index])
         if self.label_masks is not None:
             sample["label_mask"] = torch.from_numpy(np.asarray(self.label_masks[index], dtype=np.float32))
+        if self.names is not None:
+            sample["name"] = self.names[index]
+        if self.pixel_scales is not None:
+            sample["pixel_scale"] = torch.as_tensor(np.asarray(self.pixel_scales[index]), dtype=torch.float32)
         return sample
 
 

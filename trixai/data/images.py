@@ -88,6 +88,15 @@ def resize_square(image: Image.Image, size: int, resize: str) -> Image.Image:
     return image.resize((size, size), Image.Resampling.BILINEAR)
 
 
+def pixel_scales(originals: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """(N, 2) model-input pixels per original pixel along rows and columns for originals (N, 2) (height, width):
+    ``squash`` scales each axis on its own (size / H, size / W), ``crop`` both by size / min(H, W)."""
+    originals = np.asarray(originals, dtype=np.float64).reshape(-1, 2)
+    if resize == "crop":
+        return np.repeat(size / originals.min(axis=1, keepdims=True), 2, axis=1)
+    return size / originals
+
+
 def box_to_output(box: Sequence[float], original: tuple[int, int], size: int, resize: str) -> tuple[float, ...]:
     """Map a box (x, y, w, h) in original pixel coordinates to (x0, y0, x1, y1) in the resized image."""
     height, width = original

@@ -20,7 +20,14 @@ from torch.utils.data import Dataset
 from trixai.core.errors import TrixaiError
 from trixai.data.base import ArrayDataset, DataInfo, DatasetBundle, describe_counts
 from trixai.data.cache import CachedImages, cached_images, file_fingerprints
-from trixai.data.images import DECODER_VERSION, BadImageError, box_to_output, check_image_options, read_image
+from trixai.data.images import (
+    DECODER_VERSION,
+    BadImageError,
+    box_to_output,
+    check_image_options,
+    pixel_scales,
+    read_image,
+)
 from trixai.data.splits import check_disjoint
 
 log = logging.getLogger(__name__)
@@ -206,5 +213,7 @@ class FileSource(ABC):
                       for label, box in row] for row, i in zip(table.boxes, index, strict=True)]
             masks = BoxMasks(boxes, info.num_classes, self.image_size)
             has_masks = np.array([bool(row) for row in boxes], dtype=bool)
+        names = [str(p.relative_to(self.root)) if p.is_relative_to(self.root) else p.name for p in table.paths]
         return ArrayDataset(Rows(decoded.images, index), table.targets, masks, has_masks=has_masks,
-                            label_masks=table.label_masks)
+                            label_masks=table.label_masks, names=names,
+                            pixel_scales=pixel_scales(np.asarray(decoded.sizes)[index], self.image_size, self.resize))

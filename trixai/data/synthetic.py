@@ -283,7 +283,8 @@ class SyntheticSource(ABC):
         splits = {split: self._load_or_generate(split) for split in SPLITS}
         counts = {split: class_counts(a.targets, info.num_classes) for split, a in splits.items()}
         for split, count in counts.items():
-            log.info("%s %s (%d): %s", self.name, split, self.sizes[split], describe_counts(info.class_names, count))
+            log.info("%s %s (%d): %s", self.name, split, len(splits[split].targets),
+                     describe_counts(info.class_names, count))
         datasets = {split: ArrayDataset(a.images, a.targets, a.masks) for split, a in splits.items()}
         return DatasetBundle(info=info, **datasets, stats={"class_counts": {s: c.tolist() for s, c in counts.items()}})
 

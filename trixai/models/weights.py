@@ -5,26 +5,52 @@ Files: ``.safetensors`` or a torch pickle (``.pth``/``.pt``/``.bin``/``.ckpt``) 
 ``state_dict``/``model``/``model_state_dict``/``state_dict_ema``; the prefixes ``module.`` (DataParallel/DDP),
 ``model.`` (Lightning) and ``backbone.`` (a trixai ``model.safetensors``, whose normalisation buffers are
 dropped) are removed. timm and torchvision share the ResNet key names, so torchvision ResNet weights load into
-timm's ResNet.
+timm's ResNet. Program archives (TorchScript, torch.export ``.pt2``: :func:`program_format`) carry their own
+architecture and are refused here with that said. BatchNorm's ``num_batches_tracked`` counters may be absent (files
+converted from other frameworks have none): they keep the model's values, as ``load_state_dict`` does.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from trixai.core.errors import TrixaiError
+
+log = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 NESTED_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 PREFIXES = ("module.", "model.", "backbone.")
-TRIXAI_BUFFERS = ("mean", "std")
-BN_BUFFERS = ("num_batches_tracked", "running_mean", "running_var")  # a trixai model.safetensors: the backbone plus its input normalisation
+TRIXAI_BUFFERS = ("mean", "std")  # a trixai model.safetensors: the backbone plus its input normalisation
+BN_STATISTICS = ("running_mean", "running_var")
+BN_COUNTER = "num_batches_tracked"
+#: Program formats (:func:`program_format`) as messages name them, and how to get their tensors as a state dict.
+PROGRAM_NAMES = {"TorchScript": "a TorchScript", "ExportedProgram": "an ExportedProgram (torch.export)"}
+PROGRAM_WEIGHTS = {"TorchScript": "torch.jit.load(path).state_dict()",
+                   "ExportedProgram": "torch.export.load(path).module().state_dict()"}
+
+
+def program_format(path: str | Path) -> str | None:
+    """``'TorchScript'`` or ``'ExportedProgram'`` (``torch.export.save``) when ``path`` is such an archive, a model
+    with its architecture; None for anything else (a state dict, ``torch.save`` writes a zip too)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if any(name.endswith("/archive_format") and archive.read(name).strip() == b"pt2" for name in names):
+            return "ExportedProgram"
+        if any("/code/" in name for name in names):
+            return "TorchScript"
+    return None
 
 
 def read_state_dict(path: str | Path, *, key: str = "model.weights") -> dict[str, Tensor]:
@@ -32,6 +58,10 @@ def read_state_dict(path: str | Path, *, key: str = "model.weights") -> dict[str
     path = Path(path).expanduser()
     if not path.is_file():
         raise TrixaiError(f"{key}={str(path)!r}: no such file")
+    program = program_format(path)
+    if program is not None:
+        raise TrixaiError(f"{key}={str(path)!r} is {PROGRAM_NAMES[program]} file (a model with its own architecture), "
+                          f"not a state dict: save its tensors, torch.save({PROGRAM_WEIGHTS[program]}, 'weights.pth')")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -76,8 +106,9 @@ def apply_weights(backbone: nn.Module, state: dict[str, Tensor], *, source: str,
 
     The classifier (``pretrained_cfg['classifier']``) is kept at its fresh initialisation when the file's has
     another class count; a first convolution for another channel count is adapted as timm does (summed to one
-    channel, or repeated and rescaled). Any other missing, unexpected or misshaped key is an error that lists
-    them with the likely cause (``arch_key``: the config key that named the architecture).
+    channel, or repeated and rescaled); absent BatchNorm ``num_batches_tracked`` counters keep the backbone's
+    values (0 in a new model), logged once with their count. Any other missing, unexpected or misshaped key is an
+    error that lists them with the likely cause (``arch_key``: the config key that named the architecture).
     """
     cfg = getattr(backbone, "pretrained_cfg", {}) or {}
     own = backbone.state_dict()
@@ -92,13 +123,26 @@ def apply_weights(backbone: nn.Module, state: dict[str, Tensor], *, source: str,
         if any(k in state and state[k].shape != own[k].shape for k in heads):
             reinit = heads
             state = {k: v for k, v in state.items() if k not in heads}
-    missing = sorted(set(own) - set(state) - set(reinit))
+    counters = set(_batchnorm_counters(backbone)) - set(state)
+    missing = sorted(set(own) - set(state) - set(reinit) - counters)
     unexpected = sorted(set(state) - set(own))
     misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or misshaped:
         raise TrixaiError(_mismatch_message(backbone, source, arch_key, own, state, missing, unexpected, misshaped))
+    if counters:
+        log.info("%s: %d BatchNorm %s counters absent; they keep the model's values (0 in a new model), as "
+                 "load_state_dict does (they matter only for BatchNorm with momentum=None)", source, len(counters),
+                 BN_COUNTER)
+        state |= {k: own[k] for k in counters}
     backbone.load_state_dict(state, strict=False)
     return reinit
+
+
+def _batchnorm_counters(module: nn.Module) -> list[str]:
+    """The state-dict keys of the ``num_batches_tracked`` buffers that BatchNorm's ``_load_from_state_dict`` fills
+    in when a (version-less) state dict lacks them: those of the norm layers tracking running statistics."""
+    return [f"{name}.{BN_COUNTER}" if name else BN_COUNTER for name, child in module.named_modules()
+            if isinstance(child, _NormBase) and child.track_running_stats]
 
 
 def _mismatch_message(backbone: nn.Module, source: str, arch_key: str, own: dict, state: dict, missing: list[str],
@@ -129,7 +173,7 @@ def _likely_cause(own: dict, state: dict, missing: list[str], unexpected: list[s
                 "export timm weights instead (timm.create_model(name, pretrained=True).state_dict())")
     if len(shared) < len(own) // 2:
         return f"weights of another architecture: check {arch_key} (or a different timm variant of it)"
-    if missing and not unexpected and all(k.endswith(BN_BUFFERS) for k in missing):
+    if missing and not unexpected and all(k.endswith(BN_STATISTICS) for k in missing):
         return "BatchNorm buffers absent: the file was saved without buffers"
     if misshaped or not (missing and unexpected):
         return "the same family at another width or depth (e.g. efficientnet_b1 weights for efficientnet_b0)"

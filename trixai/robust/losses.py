@@ -1,4 +1,8 @@
-"""Task-aware losses: cross-entropy for multiclass targets (int), BCE-with-logits for multi-label (float)."""
+"""Task-aware losses: cross-entropy for multiclass targets (int), BCE-with-logits for multi-label (float).
+
+A multi-label target of -1 (:data:`IGNORED`) marks a label without a usable target (CheXpert's uncertain labels under
+U-Ignore, applied to the targets by the suites): it is left out of the loss, as ``label_mask == 0`` is.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+IGNORED = -1.0
+
 
 def is_multilabel(target: Tensor) -> bool:
-    """Multi-label targets are float (N, L) in {0, 1}; multiclass targets are int (N,)."""
+    """Multi-label targets are float (N, L) in {0, 1} (-1: ignored); multiclass targets are int (N,)."""
     return target.is_floating_point()
+
+
+def kept_labels(target: Tensor) -> Tensor:
+    """Bool (N, L): the multi-label targets that are not :data:`IGNORED`."""
+    return target >= 0
 
 
 def classification_loss(
@@ -27,10 +38,12 @@ def classification_loss(
     """
     if not is_multilabel(target):
         return F.cross_entropy(logits, target, weight=weight, reduction=reduction)
-    per_label = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none")
-    if label_mask is not None:
-        per_label = per_label * label_mask
-        count = label_mask.sum()
+    kept = kept_labels(target).to(logits.dtype)
+    mask = kept if label_mask is None else kept * label_mask
+    per_label = F.binary_cross_entropy_with_logits(logits, target.clamp_min(0), pos_weight=weight, reduction="none")
+    if label_mask is not None or not bool(kept.all()):
+        per_label = per_label * mask
+        count = mask.sum()
     else:
         count = torch.tensor(float(per_label.numel()), device=logits.device)
     if reduction == "none":

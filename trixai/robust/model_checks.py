@@ -3,7 +3,7 @@
 Standard attacks assume a deterministic model that returns logits and behaves the same for every batch. A
 random model, softmax outputs, a model left in training mode (BatchNorm batch statistics, dropout) or one that
 optimises at inference time make their numbers unreliable. Each check returns ``{"check", "passed", "detail"}``
-like :mod:`trixai.robust.masking`; :func:`model_checks` runs the ones that need the model on one clean batch.
+like :mod:`trixai.suites.masking`; :func:`model_checks` runs the ones that need the model on one clean batch.
 """
 
 from __future__ import annotations

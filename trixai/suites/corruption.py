@@ -4,11 +4,13 @@ confidence intervals, corruption errors relative to a baseline model.
 :class:`CorruptionSuite` holds the settings (the ``corruptions`` config group); :meth:`CorruptionSuite.start`
 opens a :class:`CorruptionPass` that takes one batch at a time (from :class:`~trixai.suites.runner.SuiteRun`, so
 the test phase of ``trixai-train`` and ``trixai-eval`` share it). Corruptions run batched on the model's device,
-seeded per (batch, corruption, severity), so a repeated evaluation draws the same noise.
+seeded per (block of points, corruption, severity), so the batch size and the shards never change the noise.
 
 Per corruption c and severity s: accuracy (top-1; exact match for multi-label), balanced accuracy (macro recall;
-multi-label: mean over labels of (TPR + TNR) / 2 at 0.5, as MedMNIST-C) and macro AUROC, each with a percentile
-bootstrap 95 % interval (one stratified index matrix for every cell: paired resamples). With E = 1 - accuracy:
+multi-label: mean over labels of (TPR + TNR) / 2 at 0.5, as MedMNIST-C), macro AUROC, and calibration (ECE, AURC),
+each with a 95 % interval: the proportions' keep their coverage at 0 and 1 (Jeffreys; Brodersen et al. 2010 for
+balanced accuracy), the others' are percentile-bootstrap intervals (one stratified index matrix for every cell:
+paired resamples). With E = 1 - accuracy:
 CE_c = sum_s E_{s,c} / sum_s E^base_{s,c} and relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^base_{s,c} -
 E^base_clean) (ImageNet-C, Hendrycks & Dietterich 2019), mCE and relative mCE their means over c; with the
 balanced error B = 1 - balanced accuracy: BE_c = mean_s B_{s,c} / mean_s B^base_{s,c} and rBE_c = (mean_s B_{s,c} -
@@ -20,15 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from trixai.core.bootstrap import RESAMPLES, Bootstrap, point_estimates
+from trixai.core.bootstrap import SUFFIX, Bootstrap, point_estimates
+from trixai.core.calibration import calibration_metrics
 from trixai.core.errors import TrixaiError
-from trixai.core.frozen import frozen_eval
+from trixai.core.frozen import frozen_eval, memory_format
 from trixai.core.metrics import (
     IGNORE_INDEX,
     THRESHOLD,
@@ -37,37 +40,28 @@ from trixai.core.metrics import (
     probabilities,
     weighted_metrics,
 )
-from trixai.robust.attacks.margins import is_fooled
+from trixai.core.records import Records
+from trixai.core.reports import Cell, CorruptionReport, CorruptionSummary
+from trixai.core.settings import CorruptionSettings, from_mapping
+from trixai.robust.attacks.margins import is_fooled, masked_targets
 from trixai.robust.corruptions import SEVERITIES, Corruption, corruption_set, default_set, describe, make_generator
 from trixai.robust.corruptions.base import REFERENCE_SIZE
-
-FORMAT = "trixai-corruptions/1"
-METRICS = ("accuracy", "balanced_accuracy", "auroc")
+from trixai.suites.base import PointBatch, SuitePass, class_names_of
+from trixai.suites.figures import GALLERY, save_corruption_gallery
+from trixai.suites.scoring import proportion_intervals
 
 
 def corruption_seed(seed: int, batch: int, corruption: int, severity: int) -> int:
-    """The generator seed of one (batch, corruption, severity) cell."""
+    """The generator seed of one (block of points, corruption, severity) cell."""
     return ((int(seed) * 1_000_003 + batch) * 1024 + corruption) * 8 + severity
 
 
 @dataclass
-class CorruptionSuite:
-    """``set``: ``dermoscopy`` | ``chest_xray`` | ``generic`` | ``auto`` (the dataset's modality: ``dataset``);
-    ``only``: a subset of the set; ``severities``: of 1-5; ``max_points``: only the first N points; ``seed``;
-    ``bootstrap``: resamples of the 95 % intervals (0: none); ``baseline``: a baseline model's corruptions.json
-    (or its run directory) for CE/mCE/BE/rBE; ``explanation_severity``: the severity at which the explanation
-    suite compares CAMs of clean and corrupted images (null: not); ``gallery_severities``: columns of the gallery.
-    """
+class CorruptionSuite(CorruptionSettings):
+    """The suite of the settings (:class:`~trixai.core.settings.CorruptionSettings`, the ``corruptions`` group) with
+    ``seed`` and ``dataset`` (the dataset's name: ``set: auto`` picks its modality's set)."""
 
-    set: str = "auto"
-    only: list[str] | None = None
-    severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
-    max_points: int | None = None
     seed: int = 0
-    bootstrap: int = RESAMPLES
-    baseline: str | None = None
-    explanation_severity: int | None = 3
-    gallery_severities: list[int] = field(default_factory=lambda: [1, 3, 5])
     dataset: str | None = None
 
     def __post_init__(self) -> None:
@@ -92,101 +86,68 @@ class CorruptionSuite:
         if cfg is None:
             return None
         cfg = dict(cfg)
-        allowed = set(cls.__dataclass_fields__) - {"dataset"}
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise TrixaiError(f"corruptions has unknown keys {unknown}; allowed: {sorted(allowed)}")
-        cfg.setdefault("seed", seed)
-        return cls(**cfg, dataset=dataset)
+        seed = int(cfg.pop("seed", seed))
+        settings = from_mapping(CorruptionSettings, cfg, key="corruptions")
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(settings)}, seed=seed, dataset=dataset)
 
     def settings(self) -> dict:
         return {"set": self.set, "severities": self.severities, "seed": self.seed, "max_points": self.max_points,
                 "reference_size": REFERENCE_SIZE, "corruptions": describe(self.corruptions)}
 
-    def corrupt(self, images: Tensor, severity: int) -> dict[str, Tensor]:
-        """Every corruption of ``images`` at ``severity`` (seeded as the suite's batch 0): the explanation suite's
+    def corrupt(self, images: Tensor, severity: int, block: int = 0) -> dict[str, Tensor]:
+        """Every corruption of ``images`` at ``severity`` (seeded as the suite's ``block``): the explanation suite's
         stability under corruption."""
-        return {name: c(images, severity, generator=make_generator(corruption_seed(self.seed, 0, i, severity),
+        return {name: c(images, severity, generator=make_generator(corruption_seed(self.seed, block, i, severity),
                                                                    images.device))
                 for i, (name, c) in enumerate(self.corruptions.items())}
 
-    def start(self, model: nn.Module, *, device: torch.device | str | None = None) -> CorruptionPass:
-        return CorruptionPass(self, model, device=device)
+    def start(self, model: nn.Module, *, device: torch.device | str | None = None, channels_last: bool = False
+              ) -> CorruptionPass:
+        return CorruptionPass(self, model, device=device, channels_last=channels_last)
 
 
-class CorruptionPass:
-    """Runs the suite batch by batch (:meth:`update`) and assembles the evaluation (:meth:`finish`)."""
+class CorruptionPass(SuitePass):
+    """Runs the suite batch by batch (:meth:`update`), keeps per-point records and gives the report
+    (:meth:`finish`)."""
 
-    def __init__(self, suite: CorruptionSuite, model: nn.Module, *, device: torch.device | str | None) -> None:
-        self.suite, self.model = suite, model
-        self.device = torch.device(device) if device is not None else None
-        self.batches = self.points = 0
-        self.clean: list[Tensor] = []
-        self.logits: dict[tuple[str, int], list[Tensor]] = {(c, s): [] for c in suite.corruptions
-                                                            for s in suite.severities}
-        self.targets: list[Tensor] = []
-        self.masks: list[Tensor | None] = []
+    name = "corruptions"
+
+    def __init__(self, suite: CorruptionSuite, model: nn.Module, *, device: torch.device | str | None,
+                 channels_last: bool = False) -> None:
+        super().__init__(model, max_points=suite.max_points, device=device, channels_last=channels_last)
+        self.suite = suite
         self.first_image: Tensor | None = None
 
-    @property
-    def done(self) -> bool:
-        return self.suite.max_points is not None and self.points >= self.suite.max_points
-
-    def update(self, x: Tensor, y: Tensor, label_mask: Tensor | None = None) -> None:
+    def process(self, batch: PointBatch) -> None:
         """Clean and every (corruption, severity) on this batch."""
-        if self.done:
-            return
-        if self.suite.max_points is not None:
-            keep = min(len(y), self.suite.max_points - self.points)
-            x, y, label_mask = x[:keep], y[:keep], None if label_mask is None else label_mask[:keep]
-        self.device = self.device or next(self.model.parameters()).device
-        x = x.to(self.device)
+        x = batch.image.to(self.device)
         if self.first_image is None:
             self.first_image = x[:1].detach().cpu()
-        with frozen_eval(self.model), torch.no_grad():
-            self.clean.append(self.model(x).float().cpu())
+        fields: dict[str, Tensor] = {"targets": masked_targets(batch.target, batch.label_mask).cpu()}
+        with frozen_eval(self.model), memory_format(self.model, self.channels_last), torch.no_grad():
+            fields["clean/logits"] = self.model(x.contiguous(memory_format=self.memory_format)).float().cpu()
             for i, (name, corruption) in enumerate(self.suite.corruptions.items()):
                 for s in self.suite.severities:
-                    generator = make_generator(corruption_seed(self.suite.seed, self.batches, i, s), self.device)
-                    self.logits[(name, s)].append(self.model(corruption(x, s, generator=generator)).float().cpu())
-        self.targets.append(y.cpu())
-        self.masks.append(None if label_mask is None else label_mask.cpu())
-        self.batches += 1
-        self.points += len(y)
+                    generator = make_generator(corruption_seed(self.suite.seed, self.block_of(batch), i, s),
+                                               self.device)
+                    corrupted = corruption(x, s, generator=generator).contiguous(memory_format=self.memory_format)
+                    fields[f"corruption/{name}/{s}/logits"] = self.model(corrupted).float().cpu()
+        self.builder.add(batch.index, fields)
+        self.count(batch)
 
-    def finish(self) -> dict:
-        """The evaluation (JSON-ready): clean, every corruption x severity, summaries, baseline-relative errors."""
-        if not self.batches:
-            raise TrixaiError("the evaluation loader yielded no batches (empty split?)")
-        suite = self.suite
-        targets = torch.cat(self.targets)
-        label_mask = None if any(m is None for m in self.masks) else torch.cat(self.masks)
-        clean_logits = torch.cat(self.clean)
-        task = getattr(self.model, "task", "multiclass")
-        class_names = list(getattr(self.model, "class_names", [])) or [str(i) for i in range(clean_logits.shape[1])]
-        ints = metric_targets(targets, label_mask)
-        boot = Bootstrap.draw(ints, suite.bootstrap, suite.seed) if suite.bootstrap else None
+    def meta(self) -> dict:
+        return {**super().meta(), "image_size": None if self.first_image is None else list(self.first_image.shape[-2:])}
 
-        def scored(logits: Tensor) -> dict:
-            return score_cell(logits, targets, ints, task, boot)
-
-        clean = scored(clean_logits)
-        results: dict[str, dict[str, dict]] = {}
-        for name in suite.corruptions:
-            per = {str(s): scored(torch.cat(self.logits[(name, s)])) for s in suite.severities}
-            results[name] = {**per, "mean": {k: sum(per[str(s)][k] for s in suite.severities) / len(per)
-                                             for k in METRICS if all(per[str(s)][k] is not None for s in suite.severities)}}
-        evaluation = {
-            "format": FORMAT, "task": task, "class_names": class_names, "n_points": len(targets),
-            "image_size": list(self.first_image.shape[-2:]), "severities": suite.severities,
-            "corruptions": list(suite.corruptions), "set": suite.set, "seed": suite.seed,
-            "bootstrap": None if boot is None else {"resamples": suite.bootstrap, "seed": suite.seed, "level": 0.95,
-                                                    "method": "percentile", "strata": "class" if task == "multiclass"
-                                                    else "rarest positive label"},
-            "clean": clean, "results": results, "settings": suite.settings(),
-        }
-        evaluation.update(summarise(evaluation, load_baseline(suite.baseline, evaluation) if suite.baseline else None))
-        return evaluation
+    def finish(self, out_dir: Path) -> CorruptionReport:
+        """The report of the records (and the gallery of the first image in ``out_dir``)."""
+        records = self.records()
+        outputs = int(records["clean/logits"].shape[1])
+        report = corruption_report(records, self.suite, task=getattr(self.model, "task", "multiclass"),
+                                   class_names=class_names_of(self.model, outputs))
+        gallery = self.gallery()
+        if gallery is not None:
+            report.figures.append(save_corruption_gallery(*gallery, Path(out_dir) / GALLERY).relative_to(out_dir).as_posix())
+        return report
 
     def gallery(self) -> tuple[Tensor, dict[str, dict[int, Tensor]]] | None:
         """The first image and its corrupted versions at the gallery severities."""
@@ -196,6 +157,30 @@ class CorruptionPass:
         return x[0], {name: {s: c(x, s, generator=make_generator(corruption_seed(self.suite.seed, 0, i, s), "cpu"))[0]
                              for s in self.suite.gallery_severities}
                       for i, (name, c) in enumerate(self.suite.corruptions.items())}
+
+
+def corruption_report(records: Records, suite: CorruptionSuite, *, task: str, class_names: list[str]
+                      ) -> CorruptionReport:
+    """The report of a corruption pass's records: clean, every cell, summaries, baseline-relative errors."""
+    targets = records["targets"]  # multi-label: -1 marks an ignored label (label_mask applied)
+    ints = metric_targets(targets)
+    boot = Bootstrap.draw(ints, suite.bootstrap, suite.seed) if suite.bootstrap else None
+
+    def scored(logits: Tensor) -> Cell:
+        return score_cell(logits, targets, ints, task, boot)
+
+    results = {name: {str(s): scored(records[f"corruption/{name}/{s}/logits"]) for s in suite.severities}
+               for name in suite.corruptions}
+    report = CorruptionReport(
+        task=task, class_names=class_names, n_points=len(targets), image_size=list(records.meta.get("image_size") or []),
+        set=suite.set, severities=list(suite.severities), corruptions=list(suite.corruptions),
+        clean=scored(records["clean/logits"]), results=results, summary={}, worst_corruption={},
+        settings=suite.settings(), seed=suite.seed,
+        bootstrap=None if boot is None else {"resamples": suite.bootstrap, "seed": suite.seed, "level": 0.95,
+                                             "method": "percentile", "strata": "class" if task == "multiclass"
+                                             else "rarest positive label"})
+    summarise(report, load_baseline(suite.baseline, report) if suite.baseline else None)
+    return report
 
 
 def label_balanced_accuracy(probs: Tensor, ints: Tensor, weights: Tensor) -> Tensor:
@@ -224,38 +209,44 @@ def cell_metrics(logits: Tensor, targets: Tensor, ints: Tensor, task: str) -> Ca
         else:
             out["balanced_accuracy"] = label_balanced_accuracy(probs, ints, weights)
             out["auroc"] = macro_rank_metric(probs, ints, task, "auroc", weights)
-        return out
+        return out | {k: v.float() for k, v in calibration_metrics(logits, targets, task, weights).items()}
 
     return metrics
 
 
-def score_cell(logits: Tensor, targets: Tensor, ints: Tensor, task: str, boot: Bootstrap | None) -> dict:
-    """Accuracy, balanced accuracy, macro AUROC (None where undefined), errors, and ``_ci95`` intervals."""
+def score_cell(logits: Tensor, targets: Tensor, ints: Tensor, task: str, boot: Bootstrap | None) -> Cell:
+    """Accuracy, balanced accuracy, macro AUROC (None where undefined), ECE and AURC, errors, and their intervals
+    (proportions: :func:`~trixai.suites.scoring.proportion_intervals`; the others: the percentile bootstrap)."""
     metrics = cell_metrics(logits, targets, ints, task)
-    entry: dict = {k: (None if v != v else v) for k, v in point_estimates(metrics, len(targets)).items()}
+    values: dict = {k: (None if v != v else v) for k, v in point_estimates(metrics, len(targets)).items()}
+    values["error"] = 1 - values["accuracy"]
+    values["balanced_error"] = None if values["balanced_accuracy"] is None else 1 - values["balanced_accuracy"]
+    intervals = {}
     if boot is not None:
-        entry.update(boot.intervals(metrics))
-    entry["error"] = 1 - entry["accuracy"]
-    entry["balanced_error"] = None if entry["balanced_accuracy"] is None else 1 - entry["balanced_accuracy"]
-    return entry
+        intervals = {k.removesuffix(SUFFIX): v for k, v in boot.intervals(metrics).items()}
+        correct = ~is_fooled(logits.float(), targets)
+        proportions = proportion_intervals(correct, targets, task, classes=logits.shape[1])
+        intervals |= {k: v for k, v in proportions.items() if k in ("accuracy", "balanced_accuracy")}
+    return Cell(values, intervals)
 
 
-def load_baseline(path: str | Path, evaluation: Mapping) -> dict:
-    """The baseline's corruptions.json (a file or a run directory holding one), checked against ``evaluation``."""
+def load_baseline(path: str | Path, report: CorruptionReport) -> CorruptionReport:
+    """The baseline's corruptions.json (a file or a run directory holding one), checked against ``report``."""
     path = Path(str(path)).expanduser()
     path = path / "corruptions.json" if path.is_dir() else path
     if not path.is_file():
         raise TrixaiError(f"corruptions.baseline={str(path)!r}: no corruptions.json there (run trixai-eval "
                           f"corruptions=... on the baseline model first)")
-    baseline = json.loads(path.read_text())
-    if baseline.get("format") != FORMAT:
-        raise TrixaiError(f"corruptions.baseline={str(path)!r} is not a {FORMAT} report")
-    missing = [f"{c}@{s}" for c in evaluation["corruptions"] for s in evaluation["severities"]
-               if str(s) not in baseline.get("results", {}).get(c, {})]
+    data = json.loads(path.read_text())
+    if not str(data.get("format", "")).startswith("trixai-corruptions/"):
+        raise TrixaiError(f"corruptions.baseline={str(path)!r} is not a trixai corruption report")
+    missing = [f"{c}@{s}" for c in report.corruptions for s in report.severities
+               if str(s) not in (data.get("results") or {}).get(c, {})]
     if missing:
         raise TrixaiError(f"corruptions.baseline={str(path)!r} lacks {missing[:6]}{' ...' if len(missing) > 6 else ''}: "
                           "evaluate the baseline with the same corruption set and severities")
-    baseline["path"] = str(path)
+    baseline = CorruptionReport.from_json({**data, "severities": report.severities})
+    baseline.source = {**baseline.source, "path": str(path)}
     return baseline
 
 
@@ -263,59 +254,52 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-def summarise(evaluation: Mapping, baseline: Mapping | None) -> dict:
-    """Per-corruption summaries, means over corruptions, the worst corruption and baseline-relative errors."""
-    severities = [str(s) for s in evaluation["severities"]]
-    clean = evaluation["clean"]
-    summary: dict[str, dict] = {}
-    for name, per in evaluation["results"].items():
-        errors = [per[s]["error"] for s in severities]
-        balanced = [per[s]["balanced_error"] for s in severities]
-        row = {"mean_accuracy": 1 - sum(errors) / len(errors), "mean_error": sum(errors) / len(errors),
-               "relative_error": sum(e - clean["error"] for e in errors) / len(errors)}
-        if None not in balanced and clean["balanced_error"] is not None:
-            row["mean_balanced_error"] = sum(balanced) / len(balanced)
-            row["relative_balanced_error"] = row["mean_balanced_error"] - clean["balanced_error"]
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or None in values else sum(values) / len(values)
+
+
+def summarise(report: CorruptionReport, baseline: CorruptionReport | None) -> None:
+    """Fill ``report``'s per-corruption summaries, the means over corruptions, the worst corruption and the
+    baseline-relative errors."""
+    severities = [str(s) for s in report.severities]
+    clean_error, clean_balanced = report.clean.get("error"), report.clean.get("balanced_error")
+    for name, per in report.results.items():
+        errors = [per[s].get("error") for s in severities]
+        balanced = [per[s].get("balanced_error") for s in severities]
+        row = CorruptionSummary(mean_accuracy=1 - sum(errors) / len(errors), mean_error=sum(errors) / len(errors),
+                                relative_error=sum(e - clean_error for e in errors) / len(errors),
+                                balanced_accuracy_mean=_mean([per[s].get("balanced_accuracy") for s in severities]),
+                                auroc_mean=_mean([per[s].get("auroc") for s in severities]))
+        if None not in balanced and clean_balanced is not None:
+            row.mean_balanced_error = sum(balanced) / len(balanced)
+            row.relative_balanced_error = row.mean_balanced_error - clean_balanced
         if baseline is not None:
-            base, base_clean = baseline["results"][name], baseline["clean"]
-            base_errors = [base[s]["error"] for s in severities]
-            row["ce"] = _ratio(sum(errors), sum(base_errors))
-            row["relative_ce"] = _ratio(sum(e - clean["error"] for e in errors),
-                                        sum(e - base_clean["error"] for e in base_errors))
+            base, base_clean = baseline.results[name], baseline.clean
+            base_errors = [base[s].get("error") for s in severities]
+            row.ce = _ratio(sum(errors), sum(base_errors))
+            row.relative_ce = _ratio(sum(e - clean_error for e in errors),
+                                     sum(e - base_clean.get("error") for e in base_errors))
             base_balanced = [base[s].get("balanced_error") for s in severities]
-            if "mean_balanced_error" in row and None not in base_balanced and base_clean.get("balanced_error") is not None:
+            if row.mean_balanced_error is not None and None not in base_balanced \
+                    and base_clean.get("balanced_error") is not None:
                 mean_base = sum(base_balanced) / len(base_balanced)
-                row["be"] = _ratio(row["mean_balanced_error"], mean_base)
-                row["rbe"] = _ratio(row["relative_balanced_error"], mean_base - base_clean["balanced_error"])
-        summary[name] = row
+                row.be = _ratio(row.mean_balanced_error, mean_base)
+                row.rbe = _ratio(row.relative_balanced_error, mean_base - base_clean.get("balanced_error"))
+        report.summary[name] = row
 
     def mean(key: str) -> float | None:
-        values = [row.get(key) for row in summary.values()]
-        return None if not values or None in values else sum(values) / len(values)
+        return _mean([getattr(row, key) for row in report.summary.values()])
 
-    worst = min(summary, key=lambda n: summary[n]["mean_accuracy"])
-    return {
-        "summary": summary,
-        "mean_accuracy": mean("mean_accuracy"), "mean_error": mean("mean_error"),
-        "mean_balanced_error": mean("mean_balanced_error"),
-        "mce": mean("ce"), "relative_mce": mean("relative_ce"), "be": mean("be"), "rbe": mean("rbe"),
-        "worst_corruption": {"name": worst, "mean_accuracy": summary[worst]["mean_accuracy"],
-                             "accuracy_at_max_severity": evaluation["results"][worst][severities[-1]]["accuracy"]},
-        "baseline": None if baseline is None else {"path": baseline["path"], "model": baseline.get("source", {}).get("model"),
-                                                   "clean_error": baseline["clean"]["error"]},
-    }
+    report.mean_accuracy, report.mean_error = mean("mean_accuracy"), mean("mean_error")
+    report.mean_balanced_error = mean("mean_balanced_error")
+    report.mce, report.relative_mce, report.be, report.rbe = mean("ce"), mean("relative_ce"), mean("be"), mean("rbe")
+    worst = min(report.summary, key=lambda n: report.summary[n].mean_accuracy)
+    report.worst_corruption = {"name": worst, "mean_accuracy": report.summary[worst].mean_accuracy,
+                               "accuracy_at_max_severity": report.results[worst][severities[-1]].get("accuracy")}
+    report.baseline = None if baseline is None else {
+        "path": baseline.source.get("path"), "model": baseline.source.get("model"),
+        "clean_error": baseline.clean.get("error")}
 
 
-def flat_metrics(evaluation: Mapping) -> dict[str, float]:
-    """``corruption/<name>/mean_accuracy`` and the suite's means (``corruption/mce`` with a baseline)."""
-    flat = {"corruption/clean/accuracy": evaluation["clean"]["accuracy"]}
-    for name, row in evaluation["summary"].items():
-        flat[f"corruption/{name}/mean_accuracy"] = row["mean_accuracy"]
-    for key in ("mean_accuracy", "mean_error", "mean_balanced_error", "mce", "relative_mce", "be", "rbe"):
-        if evaluation.get(key) is not None:
-            flat[f"corruption/{key}"] = float(evaluation[key])
-    return flat
-
-
-__all__ = ["FORMAT", "CorruptionPass", "CorruptionSuite", "corruption_seed", "flat_metrics", "label_balanced_accuracy",
+__all__ = ["CorruptionPass", "CorruptionSuite", "corruption_report", "corruption_seed", "label_balanced_accuracy",
            "load_baseline", "score_cell", "summarise"]

@@ -1,9 +1,11 @@
-"""The robustness suite: every (attack, eps) on each batch once, per-point worst case, metrics and checks.
+"""The robustness suite: every (attack, eps) on each batch once, per-point records, the typed report.
 
 :class:`RobustnessSuite` holds the settings (the ``robustness`` config group) and builds its attacks from the
 registry; :meth:`RobustnessSuite.start` opens a :class:`RobustnessPass` that takes one batch at a time, from a
 plain loop (``trixai-eval``) or from Lightning's test loop (the test phase of ``trixai-train``, whose
-``test/rob_*`` metrics are the pass's evaluation attack). Random starts are seeded per batch
+``test/rob_*`` metrics are the pass's evaluation attack). Each batch adds per-point records (clean logits, every
+attack's full-budget and accuracy logits, L-inf sizes, seconds); :func:`robustness_report` computes the
+:class:`~trixai.core.reports.RobustnessReport` from records only. Random starts are seeded per batch
 (``seed + batch index``), so a resumed or repeated evaluation draws the same starts. With ``partial_dir``,
 per-batch results are saved atomically and reused by a rerun with the same model, data and settings.
 """
@@ -16,42 +18,32 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from trixai.core.bootstrap import RESAMPLES, Bootstrap
+from trixai.core.bootstrap import Bootstrap
 from trixai.core.errors import TrixaiError
+from trixai.core.formatting import eps_key, eps_label
 from trixai.core.frozen import frozen_eval, memory_format
 from trixai.core.metrics import metric_targets
+from trixai.core.records import Records
+from trixai.core.reports import AttackRef, AttackResult, Check, RobustnessReport
+from trixai.core.seeds import stable_seed
+from trixai.core.settings import MaskingSettings, RobustnessSettings, from_mapping
 from trixai.core.values import as_list, parse_eps
-from trixai.robust import masking
 from trixai.robust.attacks import PGD, Attack, AutoAttack
-from trixai.robust.attacks.margins import is_fooled
+from trixai.robust.attacks.margins import is_fooled, masked_targets
 from trixai.robust.losses import classification_loss
 from trixai.robust.model_checks import model_checks, probabilities
 from trixai.robust.registry import attack_overrides, create_attack
+from trixai.suites import masking
+from trixai.suites.base import PointBatch, SuitePass, class_names_of
+from trixai.suites.fragile import FragileImages
 from trixai.suites.partial import PartialResults
 from trixai.suites.scoring import highest_loss_logits, score, worst_case_logits
-
-FORMAT = "trixai-robustness/2"
-
-
-def eps_label(eps: float) -> str:
-    """``8/255`` for multiples of 1/255, else the number."""
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.6g}"
-
-
-@dataclass
-class MaskingSettings:
-    """Extra run for the gradient-masking checks: PGD at ``large_eps`` on the first ``points`` points."""
-
-    large_eps: float | None = 0.5
-    steps: int = 20
-    points: int = 128
 
 
 @dataclass(frozen=True)
@@ -69,6 +61,11 @@ class AttackRun:
         return eps_label(self.attack.eps)
 
     @property
+    def field(self) -> str:
+        """The records' field prefix of this run: ``attack/<name>/<eps as 8_255>``."""
+        return f"attack/{self.name}/{eps_key(self.attack.eps)}"
+
+    @property
     def key(self) -> str:
         """Partial-results key: the name and a hash of every setting (of both attacks)."""
         settings = self.attack.settings()
@@ -80,9 +77,13 @@ class AttackRun:
     def sources(self) -> dict[str, str]:
         """Which attack run gives which metric (for the report)."""
         if isinstance(self.attack, AutoAttack):
-            full = (f"{self.name}: every component on every point (clean-wrong ones included); per point the "
-                    f"component output with the highest attack loss (CE, or BCE summed over labels)")
-            accuracy = f"{self.name}: a point is robust only if its clean prediction and every component's output are right"
+            full = (f"{self.name}: its loss maximisers (APGD-CE, APGD-T; rand: APGD-CE, APGD-DLR) at full budget on "
+                    "every point (clean-wrong ones included, no early stop); per point the output with the highest "
+                    "attack loss (CE, or BCE summed over the kept labels)" if self.attack.loss_pass else
+                    "not computed (autoattack loss_pass=false: the cascade stops at a point's first fooling iterate, "
+                    "which would understate every metric but accuracy)")
+            accuracy = (f"{self.name}: the original cascade, each component on the points still robust; a point is "
+                        "robust only if its clean prediction and every component's output are right")
         else:
             full = f"{self.name}: full budget on every point (clean-wrong ones included), no early stop"
             accuracy = (f"{self.name} with early stop: a point's first fooling iterate (exact for accuracy)"
@@ -99,26 +100,17 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 @dataclass
-class RobustnessSuite:
-    """Settings of the suite: ``attacks`` (registry names, or names -> setting overrides; ``clean`` is implied)
-    at every ``eps`` ([0, 1] pixel units); ``attack_settings``: overrides per name; ``early_stop``: accuracy and
-    the attack success rate of PGD/FGSM come from an extra early-stopped run (a point's first fooling iterate:
-    exact for accuracy), every other metric always from the full-budget run on every point; ``masking``: the
-    large-eps probe (``large_eps: null`` skips it); ``max_points``: only the first N points; ``seed``: random
-    starts and bootstrap resamples; ``bootstrap``: resamples of the 95 % confidence intervals (0: none).
-
-    ``eval_attack`` (an attack from the registry) is the run whose metrics are the test phase's ``rob_*``: it
-    joins the suite at its eps, and the suite's attack of that name and eps is that very object.
+class RobustnessSuite(RobustnessSettings):
+    """The suite of the settings (:class:`~trixai.core.settings.RobustnessSettings`, the ``robustness`` group:
+    attacks at every eps, early stop, bootstrap, masking probe, ``max_points``, fragile images) with ``seed`` (random
+    starts and bootstrap resamples) and ``eval_attack`` (an attack from the registry): the run whose metrics are the
+    test phase's ``rob_*``. It joins the suite at its eps, and the suite's attack of that name and eps is that very
+    object. Accuracy and the attack success rate of PGD/FGSM come, with ``early_stop``, from an extra early-stopped
+    run (a point's first fooling iterate: exact for accuracy); every other metric always from the full-budget run on
+    every point.
     """
 
-    attacks: list[str] | Mapping = field(default_factory=lambda: ["clean", "fgsm", "pgd10"])
-    eps: list[float] = field(default_factory=lambda: [8 / 255])
-    attack_settings: Mapping = field(default_factory=dict)
-    early_stop: bool = False
-    masking: MaskingSettings | Mapping | None = field(default_factory=MaskingSettings)
-    max_points: int | None = None
     seed: int = 0
-    bootstrap: int = RESAMPLES
     eval_attack: Attack | None = None
 
     def __post_init__(self) -> None:
@@ -159,15 +151,26 @@ class RobustnessSuite:
     @classmethod
     def from_config(cls, cfg: Mapping | None, *, eval_attack: Attack | None = None, seed: int = 0,
                     max_points: int | None = None) -> RobustnessSuite:
-        """The suite of a ``robustness`` config (``None``: only ``eval_attack``, no masking probe)."""
+        """The suite of a ``robustness`` config (``None``: only ``eval_attack``, no masking probe); an unknown key
+        is an error naming it."""
         if cfg is None:
             return cls(attacks=["clean"], eps=[], masking=None, seed=seed, eval_attack=eval_attack,
-                       max_points=max_points)
+                       max_points=max_points, fragile_images=0)
         cfg = dict(cfg)
-        cfg.setdefault("seed", seed)
+        seed = int(cfg.pop("seed", seed))
         if max_points is not None:
             cfg["max_points"] = max_points
-        return cls(**cfg, eval_attack=eval_attack)
+        settings = from_mapping(RobustnessSettings, cfg, key="robustness")
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}, seed=seed,
+                   eval_attack=eval_attack)
+
+    @property
+    def fragility_run(self) -> AttackRun | None:
+        """The run whose images the fragile-image figure shows: the evaluation attack, else the last run at the
+        largest eps."""
+        if self.primary is not None:
+            return self.primary
+        return max(self.runs, key=lambda r: r.attack.eps, default=None) if self.runs else None
 
     def settings(self) -> dict:
         """Every run's settings by name and eps label, for the report."""
@@ -179,11 +182,12 @@ class RobustnessSuite:
         return described
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, partial_dir: str | Path | None = None,
-              channels_last: bool = False, keep_images: int = 0, checks: bool = True) -> RobustnessPass:
+              channels_last: bool = False, checks: bool = True, only: Tensor | None = None) -> RobustnessPass:
         """A pass of the suite over batches of ``model``'s inputs ([0, 1] images); ``checks=False`` when no
-        report will be written (the zero-gradient probe, a forward and backward per batch, is skipped)."""
+        report will be written (the zero-gradient probe, a forward and backward per batch, is skipped);
+        ``only``: just these split indices."""
         return RobustnessPass(self, model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                              keep_images=keep_images, checks=checks)
+                              checks=checks, only=only)
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -203,87 +207,83 @@ def _sync(device: torch.device) -> None:
 
 @dataclass
 class BatchResult:
-    """What one batch gave: clean logits, the evaluation attack's logits and images (None without one)."""
+    """What one batch (block) of points gave: its points (images, targets, label mask), clean logits, and for its
+    first ``rows`` points the evaluation attack's logits and images (None without one)."""
 
     clean_logits: Tensor
     rows: int
+    target: Tensor
+    images: Tensor
+    index: Tensor
+    label_mask: Tensor | None = None
     eval_logits: Tensor | None = None
     eval_images: Tensor | None = None
 
 
-class RobustnessPass:
-    """Runs the suite batch by batch (:meth:`update`) and assembles the evaluation (:meth:`finish`).
+class RobustnessPass(SuitePass):
+    """Runs the suite batch by batch (:meth:`update`), keeps per-point records and gives the report
+    (:meth:`finish`).
 
     The model is frozen in eval mode (and in channels_last with ``channels_last``) during each batch; its
-    modes, flags and memory format are restored after. ``keep_images``: keep the evaluation attack's adversarial
-    images of the first N points (the explanation suite's stability under attack reuses them).
+    modes, flags and memory format are restored after. ``only``: evaluate just these split indices (a pass that
+    serves the explanation suite's stability under attack alone).
     """
 
+    name = "robustness"
+
     def __init__(self, suite: RobustnessSuite, model: nn.Module, *, device: torch.device | str | None,
-                 partial_dir: str | Path | None, channels_last: bool, keep_images: int, checks: bool = True) -> None:
-        self.suite, self.model, self.checks = suite, model, checks
-        self.device = torch.device(device) if device is not None else None  # None: the model's, at each batch
-        self.channels_last, self.keep_images = channels_last, keep_images
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+                 partial_dir: str | Path | None, channels_last: bool, checks: bool = True,
+                 only: Tensor | None = None) -> None:
+        super().__init__(model, max_points=suite.max_points, device=device, channels_last=channels_last)
+        self.suite, self.checks = suite, checks
+        self.only = None if only is None else torch.as_tensor(only, dtype=torch.long)
         fingerprint = None
         if partial_dir is not None:
-            fingerprint = {"format": FORMAT, "model": model_fingerprint(model), "max_points": suite.max_points,
-                           "seed": suite.seed}
+            fingerprint = {"format": "trixai-partial/3", "model": model_fingerprint(model),
+                           "max_points": suite.max_points, "seed": suite.seed}
         self.partial = PartialResults(partial_dir, fingerprint or {})
-        masking_settings = suite.masking
-        self.probe = None if masking_settings is None else AttackRun("masking", PGD(
-            eps=masking_settings.large_eps, alpha=masking_settings.large_eps / 4, steps=masking_settings.steps,
-            random_start=True, early_stop=True))  # the probe reports accuracy only: the first fooling iterate is exact
-        self.batches = 0
-        self.points = 0
-        self.clean: dict[str, list] = {"logits": [], "targets": [], "masks": [], "seconds": [], "zero_grad": []}
-        self.adversarial: dict[tuple[str, str], dict[str, list]] = {
-            (run.name, run.label): {"logits": [], "accuracy_logits": [], "linf": [], "seconds": [], "broken_by": []}
-            for run in suite.runs}
-        self.large: dict[str, list] = {"logits": [], "seconds": []}
-        self.images: list[Tensor] = []
+        self.probe = None if suite.masking is None else AttackRun("masking", probe_attack(suite.masking))
         self.model_checks: list[dict] = []  # AutoAttack's checks on the model, run on the first batch
+        self.zero_gradient_blocks = 0
+        self.blocks: set[int] = set()
+        self.fragile = FragileImages(suite.fragile_images if checks else 0, getattr(model, "task", "multiclass"))
 
-    @property
-    def done(self) -> bool:
-        """Every point the suite wants has been seen (``max_points`` reached)."""
-        return self.suite.max_points is not None and self.points >= self.suite.max_points
+    def take(self, batch: PointBatch) -> PointBatch | None:
+        if self.only is not None:
+            rows = torch.isin(batch.index, self.only).nonzero().flatten()
+            if rows.numel() == 0:
+                return None
+            batch = batch.take(rows)
+        return super().take(batch)
 
-    def update(self, x: Tensor, y: Tensor, label_mask: Tensor | None = None) -> BatchResult | None:
-        """Clean and every attack on this batch; None once ``max_points`` points have been seen."""
-        if self.done:
-            return None
-        if self.suite.max_points is not None:
-            keep = min(len(y), self.suite.max_points - self.points)
-            x, y, label_mask = x[:keep], y[:keep], None if label_mask is None else label_mask[:keep]
-        b = self.batches
-        self.device = self.device or next(self.model.parameters()).device
+    def process(self, batch: PointBatch) -> BatchResult:
+        """Clean and every attack on this batch."""
+        b, y = self.block_of(batch), masked_targets(batch.target, batch.label_mask)  # multi-label: ignored labels -1
+        fields: dict[str, Tensor] = {"targets": y.cpu()}
+        self.blocks.add(b)
         with frozen_eval(self.model), memory_format(self.model, self.channels_last):
-            x = x.to(self.device, memory_format=self.memory_format)
+            x = self.to_device(batch)
             y_dev = y.to(self.device)
-            clean = self._clean(b, x, y, y_dev)
-            if self.checks and b == 0:
+            clean = self._clean(b, x, y, y_dev, fields)
+            if self.checks and b == 0:  # the split's first block (or batch): the same points in any shard
                 eot = any(isinstance(run.attack, AutoAttack) and run.attack.version == "rand" for run in self.suite.runs)
                 self.model_checks = model_checks(self.model, x, y_dev, eot=eot)
-            result = BatchResult(clean_logits=clean.to(self.device), rows=len(y))
+            result = BatchResult(clean_logits=clean.to(self.device), rows=len(y), target=batch.target, images=x,
+                                 index=batch.index, label_mask=batch.label_mask)
             for run in self.suite.runs:
-                logits, x_adv = self._attack(b, run, x, y, y_dev, clean=clean)
+                logits, x_adv = self._attack(b, run, x, y, y_dev, fields)
                 if run is self.suite.primary:
                     result.eval_logits, result.eval_images = logits.to(self.device), x_adv
-                    if x_adv is not None and self.points < self.keep_images:
-                        self.images.append(x_adv[: self.keep_images - self.points].detach().cpu())
-            if self.probe is not None and self.points < self.suite.masking.points:
-                rows = min(len(y), self.suite.masking.points - self.points)
-                logits, _ = self._attack(b, self.probe, x[:rows], y[:rows], y_dev[:rows], record=False)
-                self.large["logits"].append(logits)
-        self.clean["targets"].append(y.cpu())
-        self.clean["masks"].append(None if label_mask is None else label_mask.cpu())
-        self.batches += 1
-        self.points += len(y)
+                if run is self.suite.fragility_run and x_adv is not None:
+                    self.fragile.add(batch, x.cpu(), x_adv.cpu(), clean, logits)
+            if self.probe is not None:
+                self._probe(b, x, y, y_dev, fields)
+        self.builder.add(batch.index, fields)
+        self.count(batch)
         return result
 
-    def _clean(self, b: int, x: Tensor, y: Tensor, y_dev: Tensor) -> Tensor:
-        cached = self.partial.load(f"clean_b{b:05d}")
+    def _clean(self, b: int, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]) -> Tensor:
+        cached = self.partial.load(f"clean_b{b:06d}")
         if cached is not None and not torch.equal(cached["targets"], y.cpu()):
             raise TrixaiError("the evaluation loader must yield the same batches in the same order on every pass "
                               "(use shuffle=False and no random transforms)")
@@ -300,194 +300,221 @@ class RobustnessPass:
                 (grad,) = torch.autograd.grad(classification_loss(self.model(x_grad), y_dev, reduction="sum"),
                                               x_grad)
                 cached["zero_grad"] = (grad.flatten(1).abs().amax(dim=1) == 0).cpu()
-            self.partial.save(f"clean_b{b:05d}", cached)
-        self.clean["logits"].append(cached["logits"])
-        self.clean["seconds"].append(float(cached["seconds"]))
+            self.partial.save(f"clean_b{b:06d}", cached)
+        fields["clean/logits"] = cached["logits"]
+        fields["clean/seconds"] = _per_point(cached["seconds"], len(y))
         if self.checks:
-            self.clean["zero_grad"].append(cached["zero_grad"])
+            fields["clean/zero_grad"] = cached["zero_grad"]
+            self.zero_gradient_blocks += int(bool(cached["zero_grad"].all()))
         return cached["logits"]
 
-    def _attack(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor,
-                record: bool = True, clean: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        cached = self.partial.load(f"{run.key}_b{b:05d}")
+    def _run(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """One attack run on the batch (or its saved result): logits (absent when AutoAttack's loss pass is off),
+        accuracy logits, L-inf sizes, seconds."""
+        cached = self.partial.load(f"{run.key}_b{b:06d}")
         x_adv = None
         if cached is None:
             cached = {}
             _sync(self.device)
             start = time.perf_counter()
-            with seeded(self.suite.seed + b, self.device):
+            with seeded(self.run_seed(run, b), self.device):
                 if isinstance(run.attack, AutoAttack):
-                    x_adv, cached = self._autoattack(run.attack, x, y, y_dev, clean)
+                    x_adv, cached = self._autoattack(run.attack, x, y, y_dev)
                 else:
                     x_adv = run.attack(self.model, x, y_dev)
             linf = (x_adv - x).abs().flatten(1).amax(dim=1)
             if run.accuracy_attack is not None:
-                with seeded(self.suite.seed + b, self.device):  # the same random start as the full run
+                with seeded(self.run_seed(run, b), self.device):  # the same random start as the full run
                     x_first = run.accuracy_attack(self.model, x, y_dev)
                 with torch.no_grad():
                     cached["accuracy_logits"] = self.model(x_first).cpu()
                 linf = torch.maximum(linf, (x_first - x).abs().flatten(1).amax(dim=1))
             _sync(self.device)
             elapsed = time.perf_counter() - start
-            if "logits" not in cached:
+            if not isinstance(run.attack, AutoAttack):
                 with torch.no_grad():
                     cached["logits"] = self.model(x_adv).cpu()
             cached |= {"linf": linf.cpu(), "seconds": torch.tensor(elapsed)}
-            self.partial.save(f"{run.key}_b{b:05d}", cached)
-        if record:
-            store = self.adversarial[(run.name, run.label)]
-            store["logits"].append(cached["logits"])
-            store["accuracy_logits"].append(cached.get("accuracy_logits", cached["logits"]))
-            store["linf"].append(cached["linf"])
-            store["seconds"].append(float(cached["seconds"]))
-            if "broken_by" in cached:
-                store["broken_by"].append(cached["broken_by"])
-        else:
-            self.large["seconds"].append(float(cached["seconds"]))
-        return cached["logits"], x_adv
+            self.partial.save(f"{run.key}_b{b:06d}", cached)
+        return cached, x_adv
 
-    def _autoattack(self, attack: AutoAttack, x: Tensor, y: Tensor, y_dev: Tensor, clean: Tensor
-                    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Every component on every point: accuracy (and which component broke each point) from the first fooling
-        output in order, every other metric from the output with the highest attack loss."""
-        candidates = attack.candidates(self.model, x, y_dev)
+    def run_seed(self, run: AttackRun, block: int) -> int:
+        """The seed of ``run``'s random draws on a block of points: (suite seed, attack, eps, block), so batch
+        sizes and shards never change a draw."""
+        return stable_seed(self.suite.seed, "robustness", run.name, run.label, block)
+
+    def _attack(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]
+                ) -> tuple[Tensor, Tensor | None]:
+        cached, x_adv = self._run(b, run, x, y, y_dev)
+        if "logits" in cached:
+            fields[f"{run.field}/logits"] = cached["logits"]
+        fields[f"{run.field}/accuracy_logits"] = cached.get("accuracy_logits", cached.get("logits"))
+        fields[f"{run.field}/linf"] = cached["linf"]
+        fields[f"{run.field}/seconds"] = _per_point(cached["seconds"], len(y))
+        if "broken_by" in cached:
+            fields[f"{run.field}/broken_by"] = cached["broken_by"]
+        return cached.get("logits", fields[f"{run.field}/accuracy_logits"]), x_adv
+
+    def _probe(self, b: int, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]) -> None:
+        """The large-eps probe on the batch's points among the first ``masking.points``; NaN rows elsewhere."""
+        rows = max(0, min(len(y), self.suite.masking.points - self.points))
+        logits = torch.full((len(y), int(fields["clean/logits"].shape[1])), float("nan"))
+        seconds = torch.zeros(len(y))
+        if rows:
+            cached, _ = self._run(b, self.probe, x[:rows], y[:rows], y_dev[:rows])
+            logits[:rows] = cached["logits"].float()
+            seconds[:rows] = _per_point(cached["seconds"], rows)
+        probed = torch.zeros(len(y), dtype=torch.bool)
+        probed[:rows] = True
+        fields |= {"masking/logits": logits, "masking/probed": probed, "masking/seconds": seconds}
+
+    def _autoattack(self, attack: AutoAttack, x: Tensor, y: Tensor, y_dev: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Accuracy (and which component broke each point) from the original cascade; every other metric from the
+        full-budget pass of the loss maximisers on every point (the output with the highest attack loss), unless
+        ``loss_pass`` is off."""
+        x_first, broken_by = attack.run(self.model, x, y_dev)
+        with torch.no_grad():
+            out = {"accuracy_logits": self.model(x_first).cpu(), "broken_by": broken_by.cpu()}
+        if not attack.loss_pass:
+            return x_first, out
+        candidates = attack.full_budget_pass(self.model, x, y_dev)
         with torch.no_grad():
             outputs = [self.model(c).cpu() for c in candidates]
-        first, chosen = worst_case_logits([clean.cpu().float(), *outputs], y)
-        broken_by = torch.where(is_fooled(first, y), chosen - 1, -2)  # AutoAttack.run's codes: -1 clean-wrong, -2 robust
-        logits, pick = highest_loss_logits(outputs, y)
+        out["logits"], pick = highest_loss_logits(outputs, y)
         x_adv = torch.stack(candidates)[pick.to(x.device), torch.arange(len(x), device=x.device)]
-        return x_adv, {"logits": logits, "accuracy_logits": first, "broken_by": broken_by}
+        return x_adv, out
 
-    def adversarial_images(self) -> Tensor | None:
-        """The evaluation attack's images of the first ``keep_images`` points (None if not all were computed)."""
-        if not self.images:
-            return None
-        images = torch.cat(self.images)
-        return images if len(images) == min(self.keep_images, self.points) else None
+    def meta(self) -> dict:
+        return {**super().meta(), "model_checks": self.model_checks, "resumed_batches": self.partial.reused,
+                "zero_gradient_blocks": self.zero_gradient_blocks, "batches": self.batches,
+                "blocks": sorted(self.blocks)}
 
-    def finish(self) -> dict:
-        """The evaluation (a JSON-ready dict): clean, every attack, worst case, masking checks."""
-        if not self.batches:
-            raise TrixaiError("the evaluation loader yielded no batches (empty split?)")
-        targets = torch.cat(self.clean["targets"])
-        clean_logits = torch.cat(self.clean["logits"])
-        masks = self.clean["masks"]
-        label_mask = None if any(m is None for m in masks) else torch.cat(masks)
-        task = getattr(self.model, "task", "multiclass")
-        class_names = list(getattr(self.model, "class_names", [])) or [str(i) for i in range(clean_logits.shape[1])]
-        if (task == "multilabel") != targets.is_floating_point():
-            raise TrixaiError(f"the model's task is {task!r} but the loader yields "
-                              f"{'float (N, L)' if targets.is_floating_point() else 'integer class'} targets")
-        n = len(targets)
-        boot = (Bootstrap.draw(metric_targets(targets, label_mask), self.suite.bootstrap, self.suite.seed)
-                if self.suite.bootstrap else None)
-        clean_seconds = sum(self.clean["seconds"])
-        clean_scores = score(clean_logits, targets, clean_logits, class_names, task, label_mask, bootstrap=boot)
-        clean_scores["images_per_s"] = n / clean_seconds if clean_seconds > 0 else None
-        settings = self.suite.settings()
-        results: dict[str, dict[str, dict]] = {}
-        logits_of: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
-        for run in self.suite.runs:
-            store = self.adversarial[(run.name, run.label)]
-            logits, linf, seconds = torch.cat(store["logits"]), torch.cat(store["linf"]), sum(store["seconds"])
-            first = torch.cat(store["accuracy_logits"])
-            logits_of[(run.name, run.label)] = (first, logits)
-            entry = score(logits, targets, clean_logits, class_names, task, label_mask, accuracy_logits=first,
-                          bootstrap=boot)
-            entry["metric_runs"] = run.sources()
-            entry.update({
-                "eps": run.attack.eps, "linf_mean": float(linf.mean()), "linf_max": float(linf.max()),
-                "linf_within_eps": bool(float(linf.max()) <= run.attack.eps + 1e-6),
-                "images_per_s": n / seconds if seconds > 0 else None, "seconds": seconds,
-            })
-            if isinstance(run.attack, AutoAttack):
-                components = run.attack.describe(clean_logits.shape[1], task == "multilabel")
-                settings[run.name][run.label]["components"] = components
-                broken_by = torch.cat(store["broken_by"])
-                entry["broken_by"] = {c["name"]: int((broken_by == i).sum()) for i, c in enumerate(components)}
-            results.setdefault(run.name, {})[run.label] = entry
-        worst_case = {}
-        for e in self.suite.eps:
-            label = eps_label(e)
-            names = [name for name in results if label in results[name]]
-            if not names:
-                continue
-            worst, chosen = worst_case_logits([clean_logits] + [logits_of[(nm, label)][0] for nm in names], targets)
-            full, _ = highest_loss_logits([logits_of[(nm, label)][1] for nm in names], targets)
-            entry = score(full, targets, clean_logits, class_names, task, label_mask, accuracy_logits=worst,
-                          bootstrap=boot)
-            entry["metric_runs"] = {
-                "accuracy, attack_success_rate, per-class accuracy": "per point the first output that fools it "
-                f"(clean, then the accuracy runs of {', '.join(names)}), else the lowest margin",
-                "every other metric": f"per point the full-budget output of {', '.join(names)} with the highest "
-                "attack loss (CE, or BCE summed over labels)"}
-            fooled = is_fooled(worst, targets)
-            entry["eps"] = e
-            entry["broken_by"] = {src: int(((chosen == i) & fooled).sum()) for i, src in enumerate(["clean"] + names)}
-            worst_case[label] = entry
-        evaluation = {
-            "format": FORMAT, "task": task, "class_names": class_names, "n_points": n, "eps": self.suite.eps,
-            "eps_labels": [eps_label(e) for e in self.suite.eps], "early_stop": self.suite.early_stop,
-            "bootstrap": None if boot is None else {
-                "resamples": self.suite.bootstrap, "seed": self.suite.seed, "level": 0.95, "method": "percentile",
-                "strata": "class" if task == "multiclass" else "rarest positive label"},
-            "seed": self.suite.seed, "channels_last": self.channels_last, "device": str(self.device),
-            "eval_attack": None if self.suite.primary is None else
-            {"name": self.suite.primary.name, "eps": self.suite.primary.label},
-            "clean": clean_scores, "results": results, "worst_case": worst_case, "settings": settings,
-            "resumed_batches": self.partial.reused,
-        }
-        large = None
-        if self.probe is not None:
-            large_logits = torch.cat(self.large["logits"])
-            large = float((~is_fooled(large_logits, targets[: len(large_logits)])).float().mean())
-        zero = torch.cat(self.clean["zero_grad"])
-        zero_batches = sum(bool(z.all()) for z in self.clean["zero_grad"])
-        evaluation["masking_checks"] = [
-            masking.ordering(evaluation),
-            masking.large_eps(large, self.probe.attack.eps if self.probe else float("nan"),
-                              0 if large is None else len(large_logits)),
-            masking.more_steps(evaluation), masking.black_box(evaluation),
-            masking.zero_gradients(int(zero.sum()), zero_batches, self.batches),
-            masking.saturated_success(evaluation, int(masking.saturated_points(clean_logits, task == "multilabel",
-                                                                               zero).sum())),
-            probabilities(clean_logits, task == "multilabel"), *self.model_checks]
-        masking.warn_failed(evaluation["masking_checks"])
-        evaluation["masking_probe"] = None if self.probe is None else self.probe.attack.settings()
-        return evaluation
+    def finish(self, out_dir: Path) -> RobustnessReport:
+        """The report of the records (and the figure of the most fragile images in ``out_dir``)."""
+        records = self.records()
+        outputs = int(records["clean/logits"].shape[1])
+        report = robustness_report(records, self.suite, task=getattr(self.model, "task", "multiclass"),
+                                   class_names=class_names_of(self.model, outputs))
+        figure = self.fragile.save(self.model, Path(out_dir), class_names=report.class_names,
+                                   attack=self.suite.fragility_run)
+        if figure is not None:
+            report.figures.append(figure)
+        return report
 
 
-FLAT_KEYS = ("accuracy", "attack_success_rate", "top2", "macro_f1", "balanced_accuracy", "macro_auroc", "macro_auprc")
+#: The metrics an early-stopped or cascaded attack gives exactly (a point's first fooling iterate decides them).
+ACCURACY_METRICS = ("accuracy", "attack_success_rate")
 
 
-def _flat_entries(evaluation: dict) -> Iterator[tuple[str, dict]]:
-    yield "robust/clean", evaluation["clean"]
-    for name, per_eps in [*evaluation["results"].items(), ("worst", evaluation["worst_case"])]:
-        for label, entry in per_eps.items():
-            yield f"robust/{name}/{label.replace('/', '_')}", entry
+def _per_point(seconds: Tensor | float, rows: int) -> Tensor:
+    """A batch's seconds spread evenly over its points (sums back to the batch's time)."""
+    return torch.full((rows,), float(seconds) / max(rows, 1), dtype=torch.float64)
 
 
-def flat_metrics(evaluation: dict) -> dict[str, float]:
-    """``robust/<attack>/<eps>/<metric>`` scalars for result tables and loggers (eps as ``8_255``)."""
-    flat = {"robust/clean/accuracy": evaluation["clean"]["accuracy"]}
-    for prefix, entry in _flat_entries(evaluation):
-        if prefix != "robust/clean":
-            flat |= {f"{prefix}/{key}": float(entry[key]) for key in FLAT_KEYS if entry.get(key) is not None}
-    checks = [c["passed"] for c in evaluation["masking_checks"] if c["passed"] is not None]
-    flat["robust/masking_checks_passed"] = float(sum(checks))
-    flat["robust/masking_checks_failed"] = float(len(checks) - sum(checks))
-    return flat
+def robustness_report(records: Records, suite: RobustnessSuite, *, task: str, class_names: list[str]
+                      ) -> RobustnessReport:
+    """The report of a robustness pass's records: clean, every attack, the worst case per eps, the masking checks."""
+    targets = records["targets"]  # multi-label: -1 marks an ignored label (label_mask applied)
+    clean_logits = records["clean/logits"].float()
+    meta = records.meta
+    if (task == "multilabel") != targets.is_floating_point():
+        raise TrixaiError(f"the model's task is {task!r} but the loader yields "
+                          f"{'float (N, L)' if targets.is_floating_point() else 'integer class'} targets")
+    n = len(targets)
+    boot = Bootstrap.draw(metric_targets(targets), suite.bootstrap, suite.seed) if suite.bootstrap else None
+
+    def scored(logits: Tensor, accuracy_logits: Tensor | None = None) -> dict:
+        return score(logits, targets, clean_logits, class_names, task, accuracy_logits=accuracy_logits,
+                     bootstrap=boot)
+
+    clean_seconds = float(records["clean/seconds"].sum())
+    clean = AttackResult("clean", 0.0, scored(clean_logits), images_per_s=n / clean_seconds if clean_seconds > 0 else None)
+    settings = suite.settings()
+    results: dict[str, dict[str, AttackResult]] = {}
+    logits_of: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+    for run in suite.runs:
+        first, linf = records[f"{run.field}/accuracy_logits"].float(), records[f"{run.field}/linf"]
+        full = records.get(f"{run.field}/logits")
+        seconds = float(records[f"{run.field}/seconds"].sum())
+        logits_of[(run.name, run.label)] = (first, None if full is None else full.float())
+        scores = scored(first, first) if full is None else scored(full.float(), first)
+        if full is None:  # AutoAttack without its loss pass: only the accuracy cascade was run
+            scores.values = {k: (v if k in ACCURACY_METRICS else None) for k, v in scores.values.items()}
+            scores.intervals = {k: v for k, v in scores.intervals.items() if k in ACCURACY_METRICS}
+            scores.per_output = {k: v for k, v in scores.per_output.items() if k.endswith("_accuracy")}
+        entry = AttackResult(run.name, run.attack.eps, scores, run.sources(),
+                             linf_mean=float(linf.mean()), linf_max=float(linf.max()),
+                             linf_within_eps=bool(float(linf.max()) <= run.attack.eps + 1e-6), seconds=seconds,
+                             images_per_s=n / seconds if seconds > 0 else None)
+        if isinstance(run.attack, AutoAttack):
+            components = run.attack.describe(clean_logits.shape[1], task == "multilabel")
+            settings[run.name][run.label]["components"] = components
+            broken_by = records[f"{run.field}/broken_by"]
+            entry.broken_by = {c["name"]: int((broken_by == i).sum()) for i, c in enumerate(components)}
+        results.setdefault(run.name, {})[run.label] = entry
+    worst_case = {}
+    for e in suite.eps:
+        label = eps_label(e)
+        names = [name for name in results if label in results[name]]
+        if not names:
+            continue
+        worst, chosen = worst_case_logits([clean_logits] + [logits_of[(nm, label)][0] for nm in names], targets)
+        full, _ = highest_loss_logits([logits_of[(nm, label)][1] for nm in names
+                                       if logits_of[(nm, label)][1] is not None] or [worst], targets)
+        fooled = is_fooled(worst, targets)
+        worst_case[label] = AttackResult(
+            "worst case", e, scored(full, worst),
+            {"accuracy, attack_success_rate, per-class accuracy": "per point the first output that fools it "
+             f"(clean, then the accuracy runs of {', '.join(names)}), else the lowest margin",
+             "every other metric": f"per point the full-budget output of {', '.join(names)} with the highest "
+             "attack loss (CE, or BCE summed over labels)"},
+            broken_by={src: int(((chosen == i) & fooled).sum()) for i, src in enumerate(["clean"] + names)})
+    report = RobustnessReport(
+        task=task, class_names=class_names, n_points=n, eps=list(suite.eps), clean=clean, results=results,
+        worst_case=worst_case, settings=settings, masking_checks=[], early_stop=suite.early_stop, seed=suite.seed,
+        channels_last=bool(meta.get("channels_last")), device=str(meta.get("device")),
+        bootstrap=None if boot is None else {
+            "resamples": suite.bootstrap, "seed": suite.seed, "level": 0.95, "method": "percentile",
+            "strata": "class" if task == "multiclass" else "rarest positive label"},
+        eval_attack=None if suite.primary is None else AttackRef(suite.primary.name, suite.primary.attack.eps),
+        masking_probe=None if suite.masking is None else probe_attack(suite.masking).settings(),
+        resumed_batches=int(meta.get("resumed_batches", 0)))
+    report.masking_checks = _checks(report, records, suite)
+    masking.warn_failed(report.masking_checks)
+    return report
 
 
-def flat_intervals(evaluation: dict) -> dict[str, list[float]]:
-    """``robust/.../<metric>_ci95: [low, high]`` beside the keys of :func:`flat_metrics` (for metrics.json)."""
-    flat = {}
-    for prefix, entry in _flat_entries(evaluation):
-        keys = ("accuracy",) if prefix == "robust/clean" else FLAT_KEYS
-        flat |= {f"{prefix}/{key}_ci95": entry[f"{key}_ci95"] for key in keys if entry.get(f"{key}_ci95")}
-    return flat
+def probe_attack(settings: MaskingSettings) -> PGD:
+    """The large-eps probe: PGD keeping a point's first fooling iterate (the probe reports accuracy only, where
+    that is exact)."""
+    return PGD(eps=settings.large_eps, alpha=settings.large_eps / 4, steps=settings.steps, random_start=True,
+               early_stop=True)
 
 
-__all__ = ["AttackRun", "BatchResult", "MaskingSettings", "RobustnessPass", "RobustnessSuite", "eps_label",
-           "flat_intervals", "flat_metrics", "seeded"]
+def _checks(report: RobustnessReport, records: Records, suite: RobustnessSuite) -> list[Check]:
+    """The gradient-masking checks on the report and the records, then the model checks of the first batch."""
+    meta = records.meta
+    targets = records["targets"]
+    large, probed = None, 0
+    if suite.masking is not None:
+        rows = records["masking/probed"]
+        probed = int(rows.sum())
+        large = float((~is_fooled(records["masking/logits"][rows].float(), targets[rows])).float().mean()) \
+            if probed else None
+    zero = records.get("clean/zero_grad")
+    zero = torch.zeros(len(targets), dtype=torch.bool) if zero is None else zero.bool()
+    clean_logits = records["clean/logits"].float()
+    multilabel = report.task == "multilabel"
+    checks = [
+        masking.ordering(report),
+        masking.large_eps(large, suite.masking.large_eps if suite.masking else float("nan"), probed),
+        masking.more_steps(report), masking.black_box(report),
+        masking.zero_gradients(int(zero.sum()), int(meta.get("zero_gradient_blocks", 0)), len(meta.get("blocks") or [])),
+        masking.saturated_success(report, int(masking.saturated_points(clean_logits, multilabel, zero).sum())),
+        Check.from_json(probabilities(clean_logits, multilabel)),
+        *(Check.from_json(c) for c in meta.get("model_checks") or [])]
+    return checks
+
+
+__all__ = ["AttackRun", "BatchResult", "MaskingSettings", "RobustnessPass", "RobustnessSuite", "model_fingerprint",
+           "robustness_report", "seeded"]

@@ -1,15 +1,17 @@
-"""One pass over a loader serves every suite: each batch goes through the robustness suite once, and the
-explanation suite explains the first samples, reusing the evaluation attack's adversarial images.
+"""One pass over a loader serves every suite: :class:`SuiteRun` hands each batch to a list of suite passes
+(robustness, corruptions, explanations) and finishes them into typed reports.
 
 The same :class:`SuiteRun` is driven by Lightning's test loop (the test phase of ``trixai-train``) and by
-:func:`run_suites` (``trixai-eval``, ``trixai-explain``), so every number has one implementation.
+:func:`run_suites` (``trixai-eval``, ``trixai-explain``, ``trixai.audit``), so every number has one implementation.
+:meth:`SuiteRun.finish` writes every report (JSON, markdown, figures), the per-point records
+(``records/<suite>.safetensors``) and, beside a robustness report, ``points.csv``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -17,123 +19,161 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from trixai.core.errors import TrixaiError
-from trixai.suites import corruption_report
+from trixai.core.frozen import frozen_eval
+from trixai.core.records import Records
+from trixai.core.reports import Report, RobustnessReport
+from trixai.core.settings import ExplanationSettings, from_mapping
+from trixai.render import write_report
+from trixai.suites.base import PointBatch, SuitePass
+from trixai.suites.certification import CertificationSuite
 from trixai.suites.corruption import CorruptionSuite
-from trixai.suites.corruption import flat_metrics as corruption_metrics
-from trixai.suites.explanation import SampleCollector, explanation_suite
-from trixai.suites.robustness import BatchResult, RobustnessSuite, flat_intervals, flat_metrics
-from trixai.suites.robustness_report import write_reports
+from trixai.suites.explanation import ExplanationPass, gallery_points, samples_needed, stratified_points
+from trixai.suites.points import write_points_csv
+from trixai.suites.robustness import BatchResult, RobustnessSuite
 from trixai.xai.explainers import TCAV, MapExplainer
 
 log = logging.getLogger(__name__)
+RECORDS = "records"
+BLOCK = 16
+"""Points per block: the suites compute and draw their random numbers block by block (config key ``block_size``)."""
 
 
-def as_sample_batch(batch: object) -> dict:
-    """A loader batch as a sample dict (``image``, ``target``, optional ``label_mask``/``mask``/``name``)."""
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2 and isinstance(batch[0], Tensor):
-        return {"image": batch[0], "target": batch[1]}
-    raise TrixaiError(f"loader batches must be dicts with 'image'/'target' or (x, y) pairs, got {type(batch).__name__}")
+@dataclass
+class SuiteReports:
+    """The reports of one run of the suites, with their flat metrics and intervals."""
 
+    reports: list[Report] = field(default_factory=list)
 
-def samples_needed(explainer: MapExplainer | TCAV, explanation: Mapping) -> int:
-    """How many samples the explanation suite explains: TCAV's own ``max_samples``, else the ``explanation``
-    group's."""
-    return int(getattr(explainer, "max_samples", 0) or explanation.get("max_samples", 64))
+    def flat(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for report in self.reports:
+            out |= report.flat()
+        return out
+
+    def intervals(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for report in self.reports:
+            out |= report.flat_intervals()
+        return out
+
+    def of(self, kind: type) -> Report | None:
+        return next((r for r in self.reports if isinstance(r, kind)), None)
 
 
 class SuiteRun:
-    """The robustness suite over every batch it is given, and the explanation suite over the first samples.
+    """The suites over every batch they are given.
 
-    ``robustness``: the suite whose evaluation attack gives ``BatchResult.eval_*``; ``report_robustness``:
-    write robustness.json/.md (False: the pass serves only the test metrics or the explanations).
-    ``explainer`` + ``explanation`` (the ``explanation`` group): explain the first ``max_samples`` samples.
-    ``partial_dir``: resumable per-batch robustness results (``trixai-eval``).
-    ``corruptions``: the corruption suite on every batch (corruptions.json/.md); the explanation suite then also
-    compares CAMs of the explained samples clean and corrupted.
+    ``robustness``: the suite whose evaluation attack gives ``BatchResult.eval_*`` (it always runs; the test phase
+    needs it); ``report_robustness``: report it (False: the pass serves only the test metrics or the
+    explanations; with ``explain_only`` it attacks just the explained points). ``explainer`` + ``explanation``
+    (the ``explanation`` group): explain points of the split, drawn stratified by class from the seed when
+    ``split_targets`` (the targets of the whole split, in order) are given, else the first ones.
+    ``partial_dir``: resumable robustness results per block (``trixai-eval``). ``corruptions``: the corruption
+    suite on every block; the explanation suite then also compares maps of the explained points clean and corrupted.
+    ``certification``: randomized smoothing's certified radii (``trixai-eval certify=smoothing``). ``block``: points
+    per block, the unit of computation and of random draws (results depend on it, never on the loader's batch
+    size nor on how the split is sharded).
     """
 
     def __init__(self, model: nn.Module, *, robustness: RobustnessSuite, report_robustness: bool = True,
                  explainer: MapExplainer | TCAV | None = None, explanation: Mapping | None = None,
                  device: torch.device | str | None = None, partial_dir: str | Path | None = None,
-                 channels_last: bool = False, corruptions: CorruptionSuite | None = None) -> None:
+                 channels_last: bool = False, corruptions: CorruptionSuite | None = None,
+                 certification: CertificationSuite | None = None, split_targets: Tensor | None = None,
+                 block: int = BLOCK, explain_only: bool = False) -> None:
+        if int(block) < 1:
+            raise TrixaiError(f"block_size={block}: expected a positive number of points")
         self.model, self.robustness, self.report_robustness = model, robustness, report_robustness
-        self.explainer, self.explanation = explainer, dict(explanation or {})
-        samples = 0
+        self.block = int(block)
+        self.pending: list[PointBatch] = []
+        self.explain = None
+        points = None
         if explainer is not None:
-            samples = samples_needed(explainer, self.explanation)
-            if partial_dir is not None:
-                raise TrixaiError("partial results serve robustness-only runs; explanations need fresh adversarial "
-                                  "images")
-        self.collector = SampleCollector(samples) if explainer is not None else None
-        self.intervals: dict[str, list[float]] = {}  # ``<metric>_ci95`` of the flat metrics, after finish()
+            primary = robustness.primary
+            points = gallery = None
+            if split_targets is not None:
+                points = stratified_points(split_targets, samples_needed(explainer, explanation), robustness.seed)
+                per_class = from_mapping(ExplanationSettings, explanation, key="explanation").gallery_per_class
+                gallery = gallery_points(split_targets, points, per_class)
+            self.explain = ExplanationPass(model, explainer, dict(explanation or {}), corruptions=corruptions,
+                                           attack=None if primary is None else primary.attack.settings(),
+                                           device=device, points=points, gallery=gallery, seed=robustness.seed)
         self.robust = robustness.start(model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                                       keep_images=samples, checks=report_robustness)
-        self.corruptions = corruptions
-        self.corrupt = corruptions.start(model, device=device) if corruptions is not None else None
+                                       checks=report_robustness, only=points if explain_only else None)
+        corrupt = None if corruptions is None else corruptions.start(model, device=device, channels_last=channels_last)
+        certify = None if certification is None else certification.start(model, device=device)
+        self.passes: list[SuitePass] = [p for p in (corrupt, certify) if p is not None]
+        self.reported: list[SuitePass] = [p for p in ((self.robust if report_robustness else None), corrupt,
+                                                      self.explain, certify) if p is not None]
+        self.seen = 0
 
     @property
     def done(self) -> bool:
         """Nothing more is needed from the loader."""
-        samples_done = self.collector is None or self.collector.done
-        corrupt_done = self.corrupt is None or self.corrupt.done
-        return samples_done and corrupt_done and (self.robust.done or not self.report_robustness)
+        return (self.explain is None and all(p.done for p in self.passes)
+                and (self.robust.done or not self.report_robustness))
 
-    def update(self, batch: object) -> BatchResult | None:
-        """Run the suites' share of this batch; None once the robustness suite has all its points."""
-        batch = as_sample_batch(batch)
-        if self.collector is not None:
-            self.collector.add(batch)
-        if self.corrupt is not None:
-            self.corrupt.update(batch["image"], batch["target"], batch.get("label_mask"))
-        return self.robust.update(batch["image"], batch["target"], batch.get("label_mask"))
+    def update(self, batch: object) -> list[BatchResult]:
+        """Take a loader batch; run the suites on every block of points it completes (a point's block is its
+        split index // ``block``: the unit of computation and of random draws, so the loader's batch size never
+        changes a number). Returns the robustness pass's results of those blocks, in order."""
+        points = PointBatch.of(batch, start=self.seen)
+        self.seen += len(points)
+        blocks = torch.div(points.index, self.block, rounding_mode="floor")
+        results = []
+        for number in blocks.unique_consecutive().tolist():
+            part = points.take((blocks == number).nonzero().flatten())
+            if self.pending and self.pending[0].block != number:
+                results += self.flush()
+            self.pending.append(replace(part, block=number))
+            if sum(len(p) for p in self.pending) >= self.block:
+                results += self.flush()
+        return results
 
-    def finish(self, out_dir: str | Path, *, source: Mapping | None = None, wandb_run=None,
-               logger=None) -> dict[str, float]:
-        """Write the reports into ``out_dir``; return flat metrics (``robust/...``, ``xai/...``); their
-        bootstrap intervals are then in :attr:`intervals`."""
-        out_dir = Path(out_dir)
-        flat: dict[str, float] = {}
-        if self.report_robustness:
-            evaluation = self.robust.finish()
-            evaluation["source"] = dict(source or {})
-            flat |= flat_metrics(evaluation)
-            self.intervals |= flat_intervals(evaluation)
-            write_reports(evaluation, out_dir, wandb_run=wandb_run, flat=flat)
-            log.info("robustness report: %s", out_dir / "robustness.md")
-        if self.corrupt is not None:
-            evaluation = self.corrupt.finish()
-            evaluation["source"] = dict(source or {})
-            corrupt_flat = corruption_metrics(evaluation)
-            flat |= corrupt_flat
-            corruption_report.write_reports(evaluation, out_dir, gallery=self.corrupt.gallery(), wandb_run=wandb_run,
-                                            flat=corrupt_flat)
-            log.info("corruption report: %s", out_dir / "corruptions.md")
-        if self.explainer is not None:
-            primary = self.robustness.primary
+    def flush(self) -> list[BatchResult]:
+        """Run the suites on the points held for an incomplete block (the split's or a shard's last one)."""
+        if not self.pending:
+            return []
+        block, self.pending = PointBatch.cat(self.pending), []
+        for suite in self.passes:
+            suite.update(block)
+        result = self.robust.update(block)
+        if self.explain is not None:
+            self.explain.update(block, result)
+        if result is None or len(result.index) < len(block):  # points the robustness pass skipped: clean logits
             device = next(self.model.parameters()).device
-            samples = self.collector.samples(device)
-            severity = None if self.corruptions is None else self.corruptions.explanation_severity
-            flat |= explanation_suite(
-                self.model, samples, explainer=self.explainer, settings=self.explanation,
-                out_dir=out_dir, adversarial=self.robust.adversarial_images(),
-                attack=None if primary is None else primary.attack.settings(), logger=logger,
-                corrupted=None if severity is None else self.corruptions.corrupt(samples.images, severity),
-                corruption=None if severity is None else {"set": self.corruptions.set, "severity": severity})
-            self.intervals |= _explanation_intervals(out_dir / "explanations.json")
-        return flat
+            x = block.image.to(device)
+            with frozen_eval(self.model), torch.no_grad():
+                result = BatchResult(self.model(x), 0, block.target, x, block.index, block.label_mask)
+        return [result]
 
-
-def _explanation_intervals(path: Path) -> dict[str, list[float]]:
-    """``xai/<metric>_ci95``: the bootstrap intervals of the means in the explanation report just written."""
-    metrics = json.loads(path.read_text()).get("metrics", {}) if path.exists() else {}
-    return {f"xai/{key}_ci95": value["mean_ci95"] for key, value in metrics.items()
-            if isinstance(value, dict) and value.get("mean_ci95")}
+    def finish(self, out_dir: str | Path, *, source: Mapping | None = None) -> SuiteReports:
+        """Finish every reported pass: the reports, their files, the records and points.csv in ``out_dir``."""
+        self.flush()
+        out_dir = Path(out_dir)
+        results = SuiteReports()
+        records: dict[str, Records] = {}
+        for suite in self.reported:
+            report = suite.finish(out_dir)
+            if hasattr(report, "source"):
+                report.source = dict(source or {})
+            write_report(report, out_dir)
+            if suite.has_records:
+                records[suite.name] = suite.records()
+                records[suite.name].save(out_dir / RECORDS / f"{suite.name}.safetensors")
+            if isinstance(suite, ExplanationPass) and suite.has_records:
+                for part in ("predictions", "gallery", "manipulated"):
+                    suite.part(part).save(out_dir / RECORDS / f"{suite.name}_{part}.safetensors")
+            log.info("%s report: %s", suite.name, out_dir)
+            results.reports.append(report)
+        robustness = results.of(RobustnessReport)
+        if robustness is not None:
+            write_points_csv(out_dir, records[self.robust.name], robustness, records.get("certification"))
+        return results
 
 
 def run_suites(run: SuiteRun, loader: Iterable, out_dir: str | Path, *, progress: bool = True,
-               source: Mapping | None = None, wandb_run=None, logger=None) -> dict[str, float]:
+               source: Mapping | None = None) -> SuiteReports:
     """Drive ``run`` over ``loader`` (stopping once it needs no more batches) and write its reports."""
     total = len(loader) if hasattr(loader, "__len__") else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -145,4 +185,4 @@ def run_suites(run: SuiteRun, loader: Iterable, out_dir: str | Path, *, progress
                 break
             run.update(batch)
             bar.advance(task)
-    return run.finish(out_dir, source=source, wandb_run=wandb_run, logger=logger)
+    return run.finish(out_dir, source=source)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from trixai.core.errors import TrixaiError
-from trixai.core.files import atomic_write_json, atomic_write_text, json_safe
+from trixai.core.reports import TcavReport
 from trixai.xai.concepts import EMBEDDED_CONCEPTS, folder_images, random_subsets, ruler_sets
 from trixai.xai.explainers import TCAV
-from trixai.xai.tcav import tcav
+from trixai.xai.tcav import bonferroni_hypotheses, tcav
 
 
 def _match_channels(images: Tensor, in_chans: int) -> Tensor:
@@ -23,13 +21,13 @@ def _match_channels(images: Tensor, in_chans: int) -> Tensor:
     raise TrixaiError(f"concept images have {images.shape[1]} channels; the model takes {in_chans}")
 
 
-def concept_and_random_sets(cfg: Mapping, samples_images: Tensor, *, size: int, in_chans: int
+def concept_and_random_sets(settings: TCAV, samples_images: Tensor, *, size: int, in_chans: int
                             ) -> tuple[str, Tensor, list[Tensor]]:
     """(concept name, concept images, random sets) as configured; all (N, in_chans, size, size)."""
-    n, seed = int(cfg.get("n_concept", 40)), int(cfg.get("seed", 0))
-    n_sets = 3 * int(cfg.get("n_runs", 10))  # per run: one counter-set, two for a random-vs-random CAV
-    concept = str(cfg.get("concept", "ruler"))
-    random_dir = cfg.get("random_dir")
+    n, seed = int(settings.n_concept), int(settings.seed)
+    n_sets = 3 * int(settings.n_runs)  # per run: one counter-set, two for a random-vs-random CAV
+    concept = str(settings.concept)
+    random_dir = settings.random_dir
     if concept in EMBEDDED_CONCEPTS:
         images, randoms = ruler_sets(n, size, n_random=n_sets, seed=seed)
     else:
@@ -60,57 +58,27 @@ def _classes(spec, class_names: tuple[str, ...]) -> list[int]:
     return out
 
 
-def tcav_suite(model: nn.Module, samples, settings: TCAV, out_dir: Path, *, class_names: tuple[str, ...],
-               prefix: str = "xai/") -> dict[str, float]:
-    """TCAV of the configured concept for each class with >= 2 images among ``samples``; writes
-    explanations.json / explanations.md and returns ``{prefix}tcav/<class>`` (mean score) and p-values."""
+def tcav_suite(model: nn.Module, samples, settings: TCAV, *, class_names: tuple[str, ...]) -> TcavReport:
+    """TCAV of the configured concept for each class with >= 2 images among ``samples``."""
     cfg = settings.settings()
     device = samples.images.device
     size, in_chans = samples.images.shape[-1], samples.images.shape[1]
-    concept, concept_images, randoms = concept_and_random_sets(cfg, samples.images, size=size, in_chans=in_chans)
-    layer = str(cfg.get("layer", "high"))
+    concept, concept_images, randoms = concept_and_random_sets(settings, samples.images, size=size, in_chans=in_chans)
     labels = samples.labels
-    rows = []
-    for index in _classes(cfg.get("classes"), class_names):
-        members = (labels[:, index] > 0.5) if labels.is_floating_point() else labels == index
-        if int(members.sum()) < 2:
-            continue
-        result = tcav(model, samples.images[members], index, concept_images.to(device),
-                      [r.to(device) for r in randoms], layer, concept=concept, alpha=float(cfg.get("alpha", 0.05)),
-                      cav_fit=str(cfg.get("cav_fit", "raw")), test=str(cfg.get("t_test", "student")),
-                      batch_size=int(cfg.get("batch_size", 32)))
-        rows.append(result.as_dict())
-    if not rows:
-        raise TrixaiError("TCAV found no class with >= 2 images in the sample: raise explainer.max_samples")
-    report = {"explainer": cfg,
-              "model": getattr(model, "name", type(model).__name__), "concept": concept, "layer": layer,
-              "n_concept": len(concept_images), "n_random_sets": len(randoms), "n_runs": rows[0]["n_runs"],
-              "variant": {"cav_fit": rows[0]["cav_fit"], "t_test": rows[0]["t_test"]}, "results": rows}
-    atomic_write_json(out_dir / "explanations.json", json_safe(report))
-    atomic_write_text(out_dir / "explanations.md", tcav_markdown(report))
-    flat = {}
-    for row in rows:
-        flat[f"{prefix}tcav/{row['class_name']}"] = row["score_mean"]
-        flat[f"{prefix}tcav_p/{row['class_name']}"] = row["p_value"]
-    return flat
 
+    def members(index: int) -> Tensor:
+        return (labels[:, index] > 0.5) if labels.is_floating_point() else labels == index
 
-def tcav_markdown(report: dict) -> str:
-    variant = report["variant"]
-    fit = "raw activations" if variant["cav_fit"] == "raw" else "standardised activations (trixai 0.1 variant)"
-    test = "Student" if variant["t_test"] == "student" else "Welch (trixai 0.1 variant)"
-    lines = [f"# TCAV: concept {report['concept']!r} at {report['layer']} of {report['model']}", "",
-             f"{report['n_concept']} concept images; {report['n_runs']} runs, each with its own random set, and "
-             f"{report['n_runs']} random-vs-random CAVs from further random sets ({report['n_random_sets']} "
-             f"independent random sets). CAV: logistic regression on {fit}. Score = fraction of the class's "
-             f"images with a positive directional derivative; p: two-sided {test} t-test of the concept's scores "
-             "against the random-vs-random scores (Kim et al. 2018).", "",
-             "| class | TCAV score (mean ± std) | random CAVs (mean ± std) | p | significant | CAV accuracy | runs | n |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        p = f"{r['p_value']:.2g}" if math.isfinite(r["p_value"]) else "nan"
-        lines.append(f"| {r['class_name']} | {r['score_mean']:.3f} ± {r['score_std']:.3f} | "
-                     f"{r['random_score_mean']:.3f} ± {r['random_score_std']:.3f} | {p} | "
-                     f"{'yes' if r['significant'] else 'no'} | {r['cav_accuracy_mean']:.3f} | {r['n_runs']} | "
-                     f"{r['n_inputs']} |")
-    return "\n".join(lines) + "\n"
+    tested = [i for i in _classes(settings.classes, class_names) if int(members(i).sum()) >= 2]
+    if not tested:
+        raise TrixaiError("TCAV found no class with >= 2 images in the sample: raise explainer.max_points")
+    m = bonferroni_hypotheses(len(tested))  # one hypothesis per tested class (one concept, one layer)
+    rows = [tcav(model, samples.images[members(index)], index, concept_images.to(device),
+                 [r.to(device) for r in randoms], settings.layer, concept=concept, alpha=settings.alpha,
+                 cav_classifier=settings.cav_classifier, cav_fit=settings.cav_fit, test=settings.t_test,
+                 n_hypotheses=m, batch_size=settings.batch_size).as_dict() for index in tested]
+    return TcavReport(explainer=cfg, model=getattr(model, "name", type(model).__name__), concept=concept,
+                      layer=settings.layer, n_concept=len(concept_images), n_random_sets=len(randoms),
+                      n_runs=rows[0]["n_runs"], variant={"cav_classifier": settings.cav_classifier,
+                                                        "cav_fit": settings.cav_fit, "t_test": settings.t_test,
+                                                        "bonferroni_hypotheses": m}, results=rows)

@@ -8,37 +8,27 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import get_class, instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import DataLoader
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
 from trixai.core.frozen import frozen_eval
+from trixai.core.settings import check_groups
 from trixai.core.values import as_list
 from trixai.data.images import IMAGE_SUFFIXES, read_image
-from trixai.models.export import load_model
-from trixai.suites.corruption import CorruptionSuite
+from trixai.render.html import try_write_run_report, write_run_report
+from trixai.suites.explanation import samples_needed
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun, run_suites, samples_needed
-from trixai.tasks.audit import check_first_batch, external_spec, open_external, refuse_torchscript_maps, split_loader
-from trixai.tasks.html_report import write_run_report
-from trixai.tasks.provenance import config_record, run_model_origin, write_provenance
+from trixai.suites.runner import SuiteRun, run_suites
+from trixai.tasks.context import open_task, refuse_program_maps, split_targets
+from trixai.tasks.loggers import finish_loggers, log_reports
+from trixai.tasks.provenance import config_record, write_provenance
 from trixai.tasks.quiet import quiet_third_party
 from trixai.xai import figures
 from trixai.xai.explainers import MapExplainer
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise TrixaiError(f"device={name!r} is not a torch device (auto, cpu, cuda, cuda:0, ...)") from err
 
 
 def expand_inputs(inputs) -> list[Path]:
@@ -102,60 +92,20 @@ def predictions_report(model, samples: list[dict], explainer: MapExplainer, batc
     return rows
 
 
-def dataset_loader(cfg: DictConfig, model) -> DataLoader:
-    """The configured (or the model's training) dataset's split, checked against the model's classes."""
-    with open_dict(cfg):
-        cfg.model = {"resolution": model.input_size}  # datasets size their images by ${model.resolution}
-    dataset_cfg = cfg.get("dataset")
-    if dataset_cfg is None:
-        recorded = (getattr(model, "meta", None) or {}).get("config", {}).get("dataset")
-        if not recorded:
-            raise TrixaiError(f"ckpt={cfg.ckpt} records no dataset: pass dataset=<name> or inputs=<files>")
-        dataset_cfg = OmegaConf.create(recorded)
-    bundle = instantiate(dataset_cfg).load()
-    if tuple(bundle.info.class_names) != tuple(model.class_names):
-        raise TrixaiError(f"dataset classes {list(bundle.info.class_names)} differ from the model's "
-                          f"{list(model.class_names)} (ckpt={cfg.ckpt})")
-    if cfg.split not in ("train", "val", "test"):
-        raise TrixaiError(f"split={cfg.split!r} is not one of ['train', 'val', 'test']")
-    return DataLoader(bundle.split(cfg.split), batch_size=int(cfg.explanation.batch_size), shuffle=False)
-
-
-def _corruption_suite(cfg: DictConfig, model, points: int) -> CorruptionSuite | None:
-    """The ``corruptions`` group on the explained samples only (stability under corruption, corruptions.json);
-    ``auto`` picks the set of the dataset (its MedMNIST flag or its source's name)."""
-    if cfg.get("corruptions") is None:
-        return None
-    settings = {**OmegaConf.to_container(cfg.corruptions, resolve=True), "max_points": points}
-    dataset = None
-    if cfg.inputs is None:
-        data = cfg.get("dataset") or (getattr(model, "meta", None) or {}).get("config", {}).get("dataset") or {}
-        if data.get("_target_"):
-            dataset = data.get("flag") or getattr(get_class(data["_target_"]), "name", None)
-    return CorruptionSuite.from_config(settings, dataset=dataset, seed=int(cfg.seed))
-
-
 def run(cfg: DictConfig) -> dict:
     """Explain, score and report; returns the flat metrics written to the report."""
     quiet_third_party()
+    check_groups(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.explainer is None:
         raise TrixaiError("explainer=none: trixai-explain needs one of explainer=gradcam, multiscale_gradcam, "
                           "se_attention, tcav")
     explainer = instantiate(cfg.explainer)
     settings = OmegaConf.to_container(cfg.explanation, resolve=True)
-    out_dir = Path(cfg.paths.output_dir)
-    spec = external_spec(cfg)
-    bundle = data_cfg = None
-    if spec is None:
-        model = load_model(cfg.ckpt, map_location=resolve_device(cfg.device))
-        origin = run_model_origin(cfg.ckpt, model.meta)
-    else:  # a model trixai did not train (the external keys); inputs= needs no dataset
-        model, bundle, data_cfg = open_external(cfg, spec, resolve_device(cfg.device), with_dataset=cfg.inputs is None)
-        origin = spec.provenance()
-    refuse_torchscript_maps(model)
+    context = open_task(cfg, "explain", with_dataset=cfg.inputs is None)
+    model, out_dir = context.model, context.out_dir
+    refuse_program_maps(model)
     attack = instantiate(cfg.attack) if cfg.get("attack") else None
-    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     try:
         if cfg.inputs is not None:
             if not isinstance(explainer, MapExplainer):
@@ -168,29 +118,26 @@ def run(cfg: DictConfig) -> dict:
                 log.info("%s: %s (%.1f%%)", row["file"], row["prediction"], 100 * row["confidence"])
             loader = [{k: torch.stack([s[k] for s in samples]) if k != "name" else [s[k] for s in samples]
                        for k in ("image", "target", "name")}]
-            settings["max_samples"] = len(samples)
+            settings["max_points"] = len(samples)
         else:
-            loader = (dataset_loader(cfg, model) if bundle is None else
-                      split_loader(bundle, cfg.split, int(settings["batch_size"])))
-            check_first_batch(model, next(iter(loader)), f"the {cfg.split} split")
-        # the stability attack runs on the explained samples only, seeded per batch as in every suite
-        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=samples_needed(explainer, settings))
+            loader = context.loader(str(cfg.split), int(settings["batch_size"]))
+        points = samples_needed(explainer, settings)
+        # the stability attack runs on the explained points only, seeded as in every suite
+        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=points)
+        targets = None if cfg.inputs is not None else split_targets(context.bundle.split(str(cfg.split)))
         suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings,
-                          corruptions=_corruption_suite(cfg, model, samples_needed(explainer, settings)))
-        wandb_logger = next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
-        metrics = run_suites(suites, loader, out_dir, progress=False, logger=wandb_logger)
-        for logger in loggers:
-            logger.log_metrics(metrics)
-        for key, value in metrics.items():
-            log.info("%s = %.4f", key, value)
-        if data_cfg is None and cfg.inputs is None:  # the dataset of a trixai run: chosen, or recorded in model.json
-            data_cfg = (OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None
-                        else (model.meta.get("config") or {}).get("dataset"))
-        write_provenance(out_dir, "explain", config=config_record(cfg, data_cfg), model=origin,
-                         dataset=(data_cfg or {}).get("_target_"))
-        print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")
-        return metrics
+                          device=context.device, corruptions=context.corruption_suite(cfg, max_points=points),
+                          split_targets=targets, explain_only=True)
+        reports = run_suites(suites, loader, out_dir, progress=False)
+        log_reports(context.loggers, reports, out_dir)
     finally:
-        for logger in loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
+        finish_loggers(context.loggers)
+    metrics = reports.flat()
+    for key, value in metrics.items():
+        log.info("%s = %.4f", key, value)
+    write_provenance(out_dir, "explain", config=config_record(cfg, context.data_cfg), model=context.origin,
+                     dataset=(context.data_cfg or {}).get("_target_"))
+    print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")
+    if context.run_dir is not None:
+        try_write_run_report(context.run_dir)  # the run's page links this explanation
+    return metrics

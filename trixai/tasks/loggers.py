@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from trixai.core.reports import RobustnessReport
+from trixai.render import FILES
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
@@ -62,6 +65,30 @@ def wandb_logger(*, project: str, name: str, save_dir: str, mode: str = "auto", 
     # Lightning always passes `anonymous` (None here) to wandb.init, which warns that the setting has no effect
     logger._wandb_init.pop("anonymous", None)
     return logger
+
+
+def log_reports(loggers: Sequence[Logger], reports, out_dir: Path) -> None:
+    """The suites' flat metrics to every logger; to W&B also each report's figures, the robust accuracy table and
+    the JSON reports as run files (``reports``: a :class:`~trixai.suites.runner.SuiteReports`)."""
+    flat = {k: v for k, v in reports.flat().items() if v is not None}
+    for logger in loggers:
+        logger.log_metrics(flat)
+        if not isinstance(logger, WandbLogger):
+            continue
+        for report in reports.reports:
+            for figure in getattr(report, "figures", []):
+                logger.log_image(key=f"figures/{Path(figure).stem}", images=[str(out_dir / figure)])
+            if isinstance(report, RobustnessReport):
+                rows = [[r.name, r.label, r.get("accuracy")] for r in report.entries()]
+                logger.log_table(key="robustness/table", columns=["attack", "eps", "accuracy"], data=rows)
+            logger.experiment.save(str(out_dir / FILES[type(report)]), base_path=str(out_dir), policy="now")
+
+
+def finish_loggers(loggers: Sequence[Logger]) -> None:
+    """End the W&B runs (one per command; a multirun's next job starts its own)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 def log_report(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], figures: Mapping[str, Path], *,

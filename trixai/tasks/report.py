@@ -29,8 +29,8 @@ from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_text
 from trixai.core.values import as_list
 from trixai.models.export import git_state, package_versions
+from trixai.render.html import write_sweep_report
 from trixai.tasks.aggregate import Configuration, seed_summary, varied_overrides
-from trixai.tasks.html_report import write_sweep_report
 from trixai.tasks.loggers import log_report
 from trixai.tasks.render import UNITS, csv_text, plot_pareto, plot_tradeoff, report_markdown, summary_csv
 from trixai.tasks.runs import ID_COLUMNS, Row, find_run_dirs, read_run

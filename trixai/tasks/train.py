@@ -9,21 +9,24 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
 from trixai.core.metrics import primary_metric
+from trixai.core.settings import check_groups
 from trixai.data.datamodule import TrixDataModule
 from trixai.models.export import export_model, model_metadata
+from trixai.render.console import print_results
+from trixai.render.html import try_write_run_report
 from trixai.robust.corruptions.augment import CorruptionAugment
 from trixai.suites.corruption import CorruptionSuite
 from trixai.suites.robustness import RobustnessSuite
 from trixai.suites.runner import SuiteRun, run_suites
-from trixai.tasks.html_report import try_write_run_report
+from trixai.tasks.context import dataset_name, split_targets
+from trixai.tasks.loggers import finish_loggers, log_reports
 from trixai.tasks.quiet import quiet_third_party
-from trixai.tasks.results import print_results
 from trixai.training.collapse import CollapseGuard
 from trixai.training.module import TrixModule
 from trixai.training.profiling import profile_model
@@ -39,21 +42,21 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         attack=instantiate(cfg.attack) if cfg.attack else None,
         eval_attack=instantiate(cfg.eval_attack) if cfg.eval_attack else None,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-        class_weights=datamodule.class_weights(), robust_eval=cfg.robust_eval,
+        class_weights=datamodule.class_weights(),
         clean_warmup_epochs=cfg.clean_warmup_epochs, warmup_class_weights=cfg.warmup_class_weighting,
         cam_ssim_layer=cfg.cam_ssim_eval, channels_last=cfg.channels_last, eval_seed=cfg.seed,
         corruption_augment=CorruptionAugment.from_config(datamodule.corruption_augment,
-                                                         dataset=_dataset_name(cfg, info.name)),
+                                                         dataset=_dataset_name(cfg)),
     )
 
 
-def _dataset_name(cfg: DictConfig, name: str) -> str:
-    """The name that picks a dataset's corruption set (``set: auto``): a MedMNIST flag, else the source's name."""
-    return OmegaConf.select(cfg, "dataset.flag", default=None) or name
+def _dataset_name(cfg: DictConfig) -> str | None:
+    """The name that picks the dataset's corruption set (``set: auto``)."""
+    return dataset_name(OmegaConf.to_container(cfg.dataset, resolve=True))
 
 
 def _auto_monitor(cfg: DictConfig, task: str) -> str:
-    robust = "rob_" if cfg.eval_attack and cfg.robust_eval else ""
+    robust = "rob_" if cfg.eval_attack else ""
     return f"val/{robust}{primary_metric(task)}"
 
 
@@ -62,21 +65,24 @@ def _scalars(metrics: dict, stage: str) -> dict[str, float]:
     return {k.removeprefix(f"{stage}/"): float(v) for k, v in metrics.items() if k.startswith(f"{stage}/")}
 
 
-def build_test_suites(cfg: DictConfig, module: TrixModule, dataset: str | None = None) -> SuiteRun:
+def build_test_suites(cfg: DictConfig, module: TrixModule, dataset: str | None = None, targets=None) -> SuiteRun:
     """The suites of the test phase: every (attack, eps) of ``robustness`` once per test batch (the evaluation
     attack's run gives test/rob_*), the ``corruptions`` suite on every test batch, and the explainer over the first
-    test samples with those adversarial and corrupted images. ``dataset``: its name, for ``corruptions=auto``."""
+    test samples with those adversarial and corrupted images. ``dataset``: its name, for ``corruptions=auto``;
+    ``targets``: the test split's targets (the explained points are drawn stratified by class)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     suite = RobustnessSuite.from_config(plain.get("robustness"), eval_attack=module.eval_attack, seed=cfg.seed)
     return SuiteRun(module.model, robustness=suite, report_robustness=cfg.robustness is not None,
                     explainer=instantiate(cfg.explainer) if cfg.explainer else None,
                     explanation=plain.get("explanation"), channels_last=cfg.channels_last,
-                    corruptions=CorruptionSuite.from_config(plain.get("corruptions"), dataset=dataset, seed=cfg.seed))
+                    corruptions=CorruptionSuite.from_config(plain.get("corruptions"), dataset=dataset, seed=cfg.seed),
+                    split_targets=targets)
 
 
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the content written to ``metrics.json``."""
     quiet_third_party()
+    check_groups(cfg)
     if cfg.threads is not None:
         if not isinstance(cfg.threads, int) or cfg.threads < 1:
             raise TrixaiError(f"threads={cfg.threads!r}: expected a positive integer, or null for torch's default")
@@ -108,10 +114,11 @@ def train(cfg: DictConfig) -> dict:
         # one process: the test loop drives the suites (each test batch attacked once); under DDP each rank sees a
         # shard, so the test loop scores the evaluation attack alone and rank zero runs the suites on the whole set
         single = trainer.world_size == 1
-        dataset = _dataset_name(cfg, datamodule.info.name)
+        dataset = _dataset_name(cfg)
         if cfg.test:
-            module.test_suites = build_test_suites(cfg, module, dataset) if single else None
-            test = trainer.test(module, datamodule=datamodule, ckpt_path=best)[0]
+            targets = split_targets(datamodule.bundle.test)
+            module.test_suites = build_test_suites(cfg, module, dataset, targets) if single else None
+            test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         metrics = {
             "val": val,
             "test": _scalars(test, "test") | (module.test_intervals if cfg.test else {}),
@@ -119,21 +126,21 @@ def train(cfg: DictConfig) -> dict:
             "best_checkpoint": best,
             "best_score": float(score) if score is not None else None,
             "epochs": trainer.current_epoch,
-            "eval_attack": module.eval_attack.settings() if module.eval_attack else None,
+            "eval_attack": None if module.eval_attack is None else {
+                "name": module.eval_attack.name, "eps": module.eval_attack.eps, "settings": module.eval_attack.settings()},
             "class_counts": datamodule.bundle.stats.get("class_counts"),
         }
         guard = next((c for c in trainer.callbacks if isinstance(c, CollapseGuard)), None)
         if guard is not None and guard.history:
             metrics["collapse_guard"] = {"history": guard.history, "collapse": guard.collapse}
         if trainer.is_global_zero:
-            wandb = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
             if cfg.test:
-                report = {"source": {"run_dir": str(run_dir)}, "wandb_run": wandb.experiment if wandb else None,
-                          "logger": wandb}
-                suites = module.test_suites if single else build_test_suites(cfg, module, dataset)
-                metrics["extra"] = (suites.finish(run_dir, **report) if single else
-                                    run_suites(suites, datamodule.test_dataloader(), run_dir, progress=False, **report))
-                metrics["extra"] |= suites.intervals  # <metric>_ci95 beside the suites' metrics
+                source = {"run_dir": str(run_dir)}
+                suites = module.test_suites if single else build_test_suites(cfg, module, dataset, targets)
+                reports = (suites.finish(run_dir, source=source) if single else
+                           run_suites(suites, datamodule.test_dataloader(), run_dir, progress=False, source=source))
+                log_reports(loggers, reports, run_dir)
+                metrics["extra"] = reports.flat() | reports.intervals()  # <metric>_ci95 beside the suites' metrics
             if cfg.profile:
                 metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics
@@ -145,9 +152,7 @@ def train(cfg: DictConfig) -> dict:
                 print(f"report: {page}")
         return metrics
     finally:
-        for logger in loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
+        finish_loggers(loggers)
         del trainer, module
         gc.collect()
         if torch.cuda.is_available():

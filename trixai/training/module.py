@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from trixai.core.bootstrap import Bootstrap
+from trixai.core.bootstrap import SUFFIX, Bootstrap
 from trixai.core.errors import TrixaiError
 from trixai.core.metrics import (
     classification_metrics,
@@ -21,10 +21,24 @@ from trixai.core.metrics import (
 from trixai.models.factory import TrixModel
 from trixai.robust.attacks import Attack
 from trixai.robust.corruptions.augment import CorruptionAugment
-from trixai.suites.robustness import RobustnessSuite, seeded
+from trixai.suites.robustness import BatchResult, RobustnessSuite, seeded
 from trixai.suites.runner import SuiteRun
+from trixai.suites.scoring import proportion_intervals
 from trixai.training.objectives import Objective, Standard, cam_ssim
 from trixai.training.rng import rng_states, set_rng_states
+
+
+def _proportion_intervals(scores: Tensor, targets: Tensor, task: str, classes: int) -> dict[str, list[float] | None]:
+    """Multiclass ``acc``, ``top2`` and ``bal_acc`` intervals that keep their coverage at 0 and 1 (the suites'
+    definition, :func:`~trixai.suites.scoring.proportion_intervals`), replacing their percentile-bootstrap intervals
+    (multi-label ``acc`` is the mean per-label accuracy, not one proportion: it keeps the bootstrap)."""
+    if task != "multiclass":
+        return {}
+    correct = scores.argmax(1) == targets
+    top2 = (scores.topk(2, dim=1).indices == targets[:, None]).any(1) if classes > 2 else None
+    out = proportion_intervals(correct, targets, task, classes=classes, top2=top2)
+    names = {"accuracy": "acc", "top2": "top2", "balanced_accuracy": "bal_acc"}
+    return {f"{names[k]}{SUFFIX}": v for k, v in out.items() if k in names}
 
 
 class TrixModule(L.LightningModule):
@@ -49,7 +63,7 @@ class TrixModule(L.LightningModule):
     def __init__(self, model: TrixModel, objective: Objective, *, attack: Attack | None = None,
                  eval_attack: Attack | None = None, optimizer: Callable[..., Optimizer],
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
-                 class_weights: Tensor | None = None, robust_eval: bool = True,
+                 class_weights: Tensor | None = None,
                  clean_warmup_epochs: int = 0, warmup_class_weights: bool = True, cam_ssim_layer: str | None = None,
                  channels_last: bool = False, eval_seed: int = 0,
                  corruption_augment: CorruptionAugment | None = None) -> None:
@@ -59,7 +73,7 @@ class TrixModule(L.LightningModule):
         self.clean_warmup_epochs, self.warmup_class_weights = int(clean_warmup_epochs), bool(warmup_class_weights)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.cam_ssim_layer = cam_ssim_layer
-        self.attack, self.eval_attack = attack, eval_attack if robust_eval else None
+        self.attack, self.eval_attack = attack, eval_attack
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
         self.register_buffer("class_weights", class_weights, persistent=False)
@@ -142,8 +156,6 @@ class TrixModule(L.LightningModule):
         if self.cam_ssim_layer is not None:
             similarity = cam_ssim(self.model, x, x_adv, target, self.cam_ssim_layer)[0]
             self.log(f"{stage}/cam_ssim", similarity.mean(), batch_size=len(x))
-            if stage == "test":
-                self._test_cam_ssim.append(similarity.detach().double().cpu())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._check_grad_mode()
@@ -172,7 +184,14 @@ class TrixModule(L.LightningModule):
         self._test_points[prefix][1].append(target.detach().cpu())
 
     def on_test_epoch_end(self) -> None:
-        """Percentile-bootstrap intervals of every test metric over the test points (stratified, seeded)."""
+        """The suites' last block, the test metrics of every point, and their 95 % intervals (proportions: intervals
+        that keep their coverage at 0 and 1; the others: percentile bootstrap, stratified, seeded)."""
+        self._score_test_blocks(self.test_suites.flush())
+        self.log_dict(self.test_metrics)
+        if self._test_points.get("rob_", ([],))[0]:
+            self.log_dict(self.test_robust)
+        if self._test_cam_ssim:
+            self.log("test/cam_ssim", torch.cat(self._test_cam_ssim).mean())
         self.test_intervals = {}
         for prefix, (scores, targets) in self._test_points.items():
             if not scores:
@@ -182,6 +201,7 @@ class TrixModule(L.LightningModule):
                 scores, targets = self._gather_in_dataset_order(scores), self._gather_in_dataset_order(targets)
             boot = Bootstrap.draw(targets, seed=self.eval_seed)
             intervals = boot.intervals(lambda w, s=scores, t=targets: weighted_metrics(s, t, self.model.task, w))
+            intervals |= _proportion_intervals(scores, targets, self.model.task, self.model.num_classes)
             self.test_intervals |= {f"{prefix}{name}": value for name, value in intervals.items()}
             self.test_intervals[f"{prefix}auroc_per_{'class' if self.model.task == 'multiclass' else 'label'}"] = \
                 per_output_auroc(scores, targets, self.model.task, self.model.class_names)
@@ -199,26 +219,26 @@ class TrixModule(L.LightningModule):
         return gathered[:total]
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        """Clean and robust metrics from the suites' pass over this batch (one attack run per batch)."""
+        """Hand the batch to the suites; score the blocks of points they completed (one attack run per point)."""
         self._check_grad_mode()
-        x, target = self._images(batch), self._metric_target(batch)
-        result = self.test_suites.update(batch)
-        rows = 0 if result is None else result.rows  # points past the suite's max_points: clean metrics only
-        logits = [] if result is None else [result.clean_logits]
-        if rows < len(x):
-            with torch.no_grad():
-                logits.append(self.model(x[rows:]))
-        scores = self._scores(torch.cat(logits))
-        self.test_metrics.update(scores, target)
-        self._keep_test_points("", scores, target)
-        self.log_dict(self.test_metrics, batch_size=len(x))
-        if result is not None and result.eval_logits is not None:
-            robust_scores = self._scores(result.eval_logits)
-            self.test_robust.update(robust_scores, target[:rows])
-            self._keep_test_points("rob_", robust_scores, target[:rows])
-            self.log_dict(self.test_robust, batch_size=rows)
-            if result.eval_images is not None:
-                self._log_cam_ssim("test", x[:rows], result.eval_images, batch["target"][:rows])
+        self._score_test_blocks(self.test_suites.update(batch))
+
+    def _score_test_blocks(self, results: list[BatchResult]) -> None:
+        """Clean metrics of every point and, for the points the robustness suite attacked, the evaluation attack's."""
+        for result in results:
+            target = metric_targets(result.target, result.label_mask).to(result.clean_logits.device)
+            scores = self._scores(result.clean_logits)
+            self.test_metrics.update(scores, target)
+            self._keep_test_points("", scores, target)
+            if result.eval_logits is not None and result.rows:
+                rows = result.rows
+                robust_scores = self._scores(result.eval_logits)
+                self.test_robust.update(robust_scores, target[:rows])
+                self._keep_test_points("rob_", robust_scores, target[:rows])
+                if result.eval_images is not None and self.cam_ssim_layer is not None:
+                    similarity = cam_ssim(self.model, result.images[:rows], result.eval_images,
+                                          result.target[:rows].to(result.images.device), self.cam_ssim_layer)[0]
+                    self._test_cam_ssim.append(similarity.detach().double().cpu())
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -1,9 +1,11 @@
-"""Training objectives: standard, PGD-AT (Madry), Fast-AT (Wong), TRADES (Zhang), MART (Wang), tri-objective."""
+"""Training objectives: standard, Gaussian noise (Cohen), PGD-AT (Madry), Fast-AT (Wong), TRADES (Zhang),
+MART (Wang), tri-objective; adversaries made in the model's eval or train mode (``adversary_mode``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +19,8 @@ from trixai.robust.losses import classification_loss, is_multilabel, output_dive
 from trixai.training.awp import check_gamma, perturb_weights
 from trixai.xai.gradcam import CamResult, grad_cam
 from trixai.xai.metrics.stability import WINDOW_SIGMA, WINDOW_SIZE, check_window, ssim
+
+ADVERSARY_MODES = ("train", "eval")
 
 
 @dataclass
@@ -76,6 +80,70 @@ class Standard(Objective):
         return ObjectiveOutput(loss, logits, {"ce": loss.detach()})
 
 
+@dataclass(kw_only=True)
+class GaussianNoise(Objective):
+    """Cohen, Rosenfeld & Kolter 2019 (randomized smoothing), training with Gaussian data augmentation:
+    loss = CE(f(x + sigma * n), y), n ~ N(0, I) drawn per pixel and batch, added to the [0, 1] image (before the
+    model's normalisation) without clamping, as in the authors' ``code/train.py``. ``sigma = 0`` is :class:`Standard`.
+    The training metrics score the noisy batch. No adversary is used (``attack`` serves evaluation only).
+    """
+
+    sigma: float = 0.25
+    name = "gaussian_noise"
+
+    def __post_init__(self) -> None:
+        if not self.sigma >= 0:
+            raise TrixaiError(f"objective.sigma={self.sigma}: the noise standard deviation must be >= 0 "
+                              "(Cohen et al. 2019 train at 0.12, 0.25, 0.5 and 1.0)")
+
+    def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
+        logits = model(x + self.sigma * torch.randn_like(x))
+        loss = classification_loss(logits, y, weight=weight, label_mask=label_mask)
+        return ObjectiveOutput(loss, logits, {"ce_noisy": loss.detach()})
+
+
+def check_adversary_mode(mode: str) -> None:
+    if mode not in ADVERSARY_MODES:
+        raise TrixaiError(f"objective.adversary_mode={mode!r} is not one of {list(ADVERSARY_MODES)}")
+
+
+@contextmanager
+def adversary_context(model: nn.Module, mode: str) -> Iterator[nn.Module]:
+    """The model as the adversary sees it; every module's mode, ``requires_grad`` and buffer restored after.
+
+    ``eval``: :func:`~trixai.core.frozen.frozen_eval` (BatchNorm normalises with its running statistics).
+    ``train``: the model's training behaviour (BatchNorm normalises with the batch's own statistics; dropout and
+    drop-path are active) with the parameters frozen. Every buffer (BatchNorm ``running_mean``, ``running_var``,
+    ``num_batches_tracked``) is saved before and copied back after, so the adversary's forwards leave the running
+    statistics as they were: only the training step's own forwards move them.
+    """
+    check_adversary_mode(mode)
+    with frozen_eval(model):
+        if mode == "eval":
+            yield model
+            return
+        saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+        model.train()
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
+
+
+def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, *, mode: str) -> Tensor:
+    """``attack``'s adversarial batch with the model in ``mode`` (see :func:`adversary_context`).
+
+    ``eval`` is the attack's own call (it freezes eval mode itself); ``train`` calls its ``perturb`` inside
+    :func:`adversary_context`, which gives the same guarantees (inputs detached, model state restored).
+    """
+    if mode == "eval":
+        return attack(model, x, y)
+    with adversary_context(model, mode):
+        return attack.perturb(model, x.detach(), y.detach()).detach()
+
+
 PGD_ATTACKS = ("fgsm", "pgd7", "pgd10", "pgd20", "pgd<k>")
 
 
@@ -83,22 +151,27 @@ PGD_ATTACKS = ("fgsm", "pgd7", "pgd10", "pgd20", "pgd<k>")
 class AdversarialObjective(Objective):
     """An objective on adversarial examples: :meth:`examples` makes them, :meth:`loss` scores the batch.
 
-    ``awp_gamma`` (Wu et al. 2020; e.g. 5e-3): the training loss is taken at weights perturbed along the
-    loss's own gradient (see :mod:`trixai.training.awp`) from epoch ``awp_warmup`` on; ``null`` turns it off.
+    ``adversary_mode``: ``eval`` or ``train``, the model's mode while the adversary runs (see
+    :func:`adversary_context`); each objective defaults to its authors' code. ``awp_gamma`` (Wu et al. 2020;
+    e.g. 5e-3): the training loss is taken at weights perturbed along the loss's own gradient (see
+    :mod:`trixai.training.awp`) from epoch ``awp_warmup`` on (0-based, counting clean warm-up epochs);
+    ``null`` turns it off.
     """
 
     awp_gamma: float | None = None
     awp_warmup: int = 0
+    adversary_mode: str = "eval"
     attacks = PGD_ATTACKS
 
     def __post_init__(self) -> None:
         check_gamma(self.awp_gamma)
+        check_adversary_mode(self.adversary_mode)
         if self.awp_warmup < 0:
             raise TrixaiError(f"objective.awp_warmup={self.awp_warmup}: expected epochs >= 0")
 
     @abstractmethod
     def examples(self, model: nn.Module, x: Tensor, y: Tensor, attack: Attack) -> Tensor:
-        """The adversarial batch (made in eval mode, model state restored)."""
+        """The adversarial batch (made in ``adversary_mode``, model state restored)."""
 
     @abstractmethod
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, *, weight: Tensor | None,
@@ -121,13 +194,18 @@ class AdversarialObjective(Objective):
 
 @dataclass(kw_only=True)
 class PGDAT(AdversarialObjective):
-    """Madry et al. adversarial training: loss = CE(f(x_adv), y), x_adv from the training attack in eval mode."""
+    """Madry et al. 2018 adversarial training: loss = CE(f(x_adv), y), x_adv from the training attack.
 
+    The adversary runs in train mode by default, as in the authors' code (MadryLab/cifar10_challenge builds the
+    attacked model with ``mode='train'``: BatchNorm on batch statistics).
+    """
+
+    adversary_mode: str = "train"
     name = "pgd_at"
     attacks = (*PGD_ATTACKS, "apgd-ce", "apgd-dlr")
 
     def examples(self, model, x, y, attack) -> Tensor:
-        return attack(model, x, y)
+        return run_attack(attack, model, x, y, mode=self.adversary_mode)
 
     def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
         logits_adv = model(x_adv)
@@ -139,8 +217,8 @@ class PGDAT(AdversarialObjective):
 class FastAT(PGDAT):
     """Wong et al. 2020 ("Fast is better than free"): PGD-AT with one FGSM step of ``alpha_ratio * eps`` (1.25)
     from a uniform random start in the eps-ball, projected and clamped to [0, 1]; only ``eps`` comes from
-    ``attack=fgsm``. The adversary runs in eval mode like every trixai objective (the authors' code leaves the
-    model in train mode). Fast-AT can overfit catastrophically: the ``collapse_guard`` callback watches it.
+    ``attack=fgsm``. The step is taken in train mode by default, as in the authors' code (BatchNorm on batch
+    statistics). Fast-AT can overfit catastrophically: the ``collapse_guard`` callback watches it.
     """
 
     alpha_ratio: float = 1.25
@@ -156,26 +234,30 @@ class FastAT(PGDAT):
 
     def examples(self, model, x, y, attack) -> Tensor:
         step = PGD(eps=attack.eps, alpha=self.alpha_ratio * attack.eps, steps=1, random_start=True, norm=attack.norm)
-        return step(model, x, y)
+        return run_attack(step, model, x, y, mode=self.adversary_mode)
 
 
 @dataclass(kw_only=True)
 class TRADES(AdversarialObjective):
     """loss = CE(f(x), y) + beta * KL_batchmean(f(x_adv) || f(x)) with the clean branch not detached.
 
-    The adversary's eps/alpha/steps/norm come from the ``attack`` group; clean and adversarial batches use
-    separate forwards (one concatenated batch would mix their BatchNorm statistics).
+    The adversary's eps/alpha/steps/norm come from the ``attack`` group; it runs in eval mode by default, as in
+    the authors' code. Clean and adversarial batches use separate forwards (one concatenated batch would mix
+    their BatchNorm statistics).
     """
 
     beta: float = 6.0
     name = "trades"
 
     def examples(self, model, x, y, attack) -> Tensor:
-        return trades_adversary(model, x, attack, multilabel=is_multilabel(y))
+        return trades_adversary(model, x, attack, multilabel=is_multilabel(y), mode=self.adversary_mode)
 
     def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
-        logits = model(x)
-        logits_adv = model(x_adv)
+        return self.combine(model(x), model(x_adv), y, weight=weight, label_mask=label_mask)
+
+    def combine(self, logits: Tensor, logits_adv: Tensor, y: Tensor, *, weight: Tensor | None,
+                label_mask: Tensor | None) -> ObjectiveOutput:
+        """The TRADES loss of given clean and adversarial logits."""
         ce = classification_loss(logits, y, weight=weight, label_mask=label_mask)
         kl = output_divergence(logits_adv, logits, multilabel=is_multilabel(y)).mean()
         return ObjectiveOutput(ce + self.beta * kl, logits, {"ce": ce.detach(), "kl": kl.detach()},
@@ -184,9 +266,9 @@ class TRADES(AdversarialObjective):
 
 @dataclass(kw_only=True)
 class MART(AdversarialObjective):
-    """Wang et al. 2020 (MART): x_adv from the training attack (PGD on CE);
-    loss = BCE(f(x_adv), y) + beta * mean_i KL(p(x_i) || p(x_adv_i)) * (1 - p_y(x_i)), with the boosted CE
-    BCE = -log p_y(x_adv) - log(1 - max_{k != y} p_k(x_adv)). Multiclass only (it is defined on a softmax).
+    """Wang et al. 2020 (MART): x_adv from the training attack (PGD on CE), in eval mode by default as in the
+    authors' code; loss = BCE(f(x_adv), y) + beta * mean_i KL(p(x_i) || p(x_adv_i)) * (1 - p_y(x_i)), with the
+    boosted CE BCE = -log p_y(x_adv) - log(1 - max_{k != y} p_k(x_adv)). Multiclass only (defined on a softmax).
     """
 
     beta: float = 6.0
@@ -196,7 +278,7 @@ class MART(AdversarialObjective):
         if is_multilabel(y):
             raise TrixaiError("objective=mart is defined on softmax outputs (multiclass); for multi-label data use "
                               "objective=pgd_at or objective=trades")
-        return attack(model, x, y)
+        return run_attack(attack, model, x, y, mode=self.adversary_mode)
 
     def loss(self, model, x, x_adv, y, *, weight, label_mask) -> ObjectiveOutput:
         logits = model(x)
@@ -212,9 +294,9 @@ class MART(AdversarialObjective):
                                adversarial_logits=logits_adv)
 
 
-def trades_adversary(model: nn.Module, x: Tensor, attack: PGD, *, multilabel: bool) -> Tensor:
-    """TRADES inner maximisation in eval mode: from x + 0.001 N(0, 1), sign ascent on sum KL(f(x) || f(x_adv))."""
-    with frozen_eval(model):
+def trades_adversary(model: nn.Module, x: Tensor, attack: PGD, *, multilabel: bool, mode: str = "eval") -> Tensor:
+    """TRADES inner maximisation in ``mode``: from x + 0.001 N(0, 1), sign ascent on sum KL(f(x) || f(x_adv))."""
+    with adversary_context(model, mode):
         with torch.no_grad():
             logits_clean = model(x)
         x_start = x + 0.001 * torch.randn_like(x)
@@ -240,34 +322,43 @@ def cam_ssim(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, layer: str, 
 
 
 @dataclass(kw_only=True)
-class TriObjective(TRADES):
-    """TRADES + lambda_expl * (1 - SSIM(CAM(x), CAM(x_adv))): accuracy, robustness and explanation stability.
+class TriObjective(Objective):
+    """:class:`TRADES` + lambda_expl * (1 - SSIM(CAM(x), CAM(x_adv))): accuracy, robustness and explanation
+    stability. It holds a TRADES (``beta``, ``adversary_mode``) for the adversary and the CE + KL terms and adds
+    the explanation term; AWP is not offered.
 
     The CAMs come from :func:`trixai.xai.gradcam.grad_cam` in its differentiable mode: the channel weights are
     gradients taken with ``create_graph=True``, so the term trains the parameters through the activations and
     the gradients themselves. The CAM forwards also give the logits of the CE and KL terms (no extra forward).
     Target per sample: the label (multiclass) or the top predicted label (multi-label). ``warmup_epochs``
     keeps lambda_expl at 0 for that many epochs, then ramps it linearly over ``ramp_epochs``.
-    ``adversary``: ``trades`` (the TRADES example) or ``attack`` (a separate example from the attack group).
-    ``ssim_window``/``ssim_sigma``: the SSIM Gaussian window of the training term (validation and test
-    ``cam_ssim`` keep the standard 11 x 11, sigma 1.5 window so that runs stay comparable).
+    ``adversary``: ``trades`` (the TRADES example) or ``attack`` (a separate example from the attack group, made in
+    ``adversary_mode`` too). ``ssim_window``/``ssim_sigma``: the SSIM Gaussian window of the training term
+    (validation and test ``cam_ssim`` keep the standard 11 x 11, sigma 1.5 window so that runs stay comparable).
     """
 
+    beta: float = 6.0
     lambda_expl: float = 0.3
     cam_layer: str = "final"
     warmup_epochs: int = 0
     ramp_epochs: int = 0
     adversary: str = "trades"
+    adversary_mode: str = "eval"
     ssim_window: int = WINDOW_SIZE
     ssim_sigma: float = WINDOW_SIGMA
     name = "tri_objective"
+    attacks = PGD_ATTACKS
 
     def __post_init__(self) -> None:
-        if self.awp_gamma is not None:
-            raise TrixaiError("objective.awp_gamma: AWP is offered on pgd_at, fast_at, trades and mart, not tri_objective")
         if self.adversary not in ("trades", "attack"):
             raise TrixaiError(f"objective.adversary={self.adversary!r} is not one of ['trades', 'attack']")
+        check_adversary_mode(self.adversary_mode)
         check_window(self.ssim_window, self.ssim_sigma, names=("objective.ssim_window", "objective.ssim_sigma"))
+
+    @property
+    def trades(self) -> TRADES:
+        """The TRADES objective this one extends (same ``beta`` and ``adversary_mode``)."""
+        return TRADES(beta=self.beta, adversary_mode=self.adversary_mode)
 
     def current_lambda(self) -> float:
         if self.epoch < self.warmup_epochs:
@@ -277,19 +368,16 @@ class TriObjective(TRADES):
 
     def __call__(self, model, x, y, *, attack=None, weight=None, label_mask=None) -> ObjectiveOutput:
         self.check(attack)
-        multilabel = is_multilabel(y)
-        x_adv = trades_adversary(model, x, attack, multilabel=multilabel)
-        x_expl = x_adv if self.adversary == "trades" else attack(model, x, y)
+        trades = self.trades
+        x_adv = trades.examples(model, x, y, attack)
+        x_expl = x_adv if self.adversary == "trades" else run_attack(attack, model, x, y, mode=self.adversary_mode)
         similarity, clean, adv = cam_ssim(model, x, x_expl, y, self.cam_layer, create_graph=True,
                                           window_size=self.ssim_window, window_sigma=self.ssim_sigma)
-        logits = clean.logits
         logits_adv = adv.logits if x_expl is x_adv else model(x_adv)
-        ce = classification_loss(logits, y, weight=weight, label_mask=label_mask)
-        kl = output_divergence(logits_adv, logits, multilabel=multilabel).mean()
+        out = trades.combine(clean.logits, logits_adv, y, weight=weight, label_mask=label_mask)
         similarity = similarity.mean()
         expl = 1.0 - similarity
         lam = self.current_lambda()
-        loss = ce + self.beta * kl + lam * expl
-        terms = {"ce": ce.detach(), "kl": kl.detach(), "expl": expl.detach(), "cam_ssim": similarity.detach(),
-                 "lambda_expl": torch.tensor(lam)}
-        return ObjectiveOutput(loss, logits, terms, adversarial_logits=logits_adv)
+        out.loss = out.loss + lam * expl
+        out.terms.update(expl=expl.detach(), cam_ssim=similarity.detach(), lambda_expl=torch.tensor(lam))
+        return out

@@ -61,6 +61,6 @@ def random_subsets(images: Tensor, n: int, n_sets: int, *, seed: int = 0) -> lis
     """``n_sets`` random subsets of ``n`` images each (without replacement within a set)."""
     if len(images) < n:
         raise TrixaiError(f"random sets of {n} images need >= {n} dataset images, got {len(images)} "
-                          "(raise explainer.max_samples or lower explainer.n_concept)")
+                          "(raise explainer.max_points or lower explainer.n_concept)")
     generator = torch.Generator().manual_seed(seed)
     return [images[torch.randperm(len(images), generator=generator)[:n].to(images.device)] for _ in range(n_sets)]

@@ -83,8 +83,10 @@ class SEAttention(MapExplainer):
 @dataclass
 class TCAV:
     """Settings of TCAV (Kim et al. 2018) for the explanation suite: ``concept`` (``ruler`` or a folder) at
-    ``layer``, ``n_runs`` runs (3 random sets of ``n_concept`` images each), over ``max_samples`` inputs;
-    ``cav_fit`` (``raw`` | ``standardised``) and ``t_test`` (``student`` | ``welch``) pick the variant."""
+    ``layer``, ``n_runs`` runs (3 random sets of ``n_concept`` images each), over ``max_points`` inputs;
+    ``cav_classifier`` (``hinge``: captum's and tensorflow-tcav's linear SVM | ``logistic``), ``cav_fit`` (``raw`` |
+    ``standardised``) and ``t_test`` (``student`` | ``welch``) pick the variant; p-values are also reported
+    Bonferroni-corrected over the classes tested."""
 
     layer: str = "high"
     concept: str = "ruler"
@@ -92,10 +94,11 @@ class TCAV:
     classes: list | str | int | None = None
     n_concept: int = 40
     n_runs: int = 10
+    cav_classifier: str = "hinge"
     cav_fit: str = "raw"
     t_test: str = "student"
     alpha: float = 0.05
-    max_samples: int = 140
+    max_points: int = 140
     batch_size: int = 32
     seed: int = 0
     name = "tcav"

@@ -40,16 +40,24 @@ def save_overlay(path: str | Path, image: Tensor, cam: Tensor, title: str) -> No
 
 
 def save_gallery(path: str | Path, images: Tensor, maps: Tensor, titles: Sequence[str], *,
-                 masks: Tensor | None = None, maps_adv: Tensor | None = None) -> None:
-    """One row per sample: image, mask (if any), CAM, overlay, adversarial CAM (if any)."""
-    columns = ["image"] + (["mask"] if masks is not None else []) + ["CAM", "overlay"]
+                 masks: Tensor | None = None, maps_adv: Tensor | None = None, images_adv: Tensor | None = None,
+                 stage_maps: Mapping[str, Tensor] | None = None) -> None:
+    """One row per sample: image, adversarial image (if any), mask (if any), map, overlay, each stage's map of a
+    multi-scale map (if any), the adversarial image's map (if any)."""
+    columns = ["image"] + (["adversarial image"] if images_adv is not None else [])
+    columns += (["mask"] if masks is not None else []) + ["CAM", "overlay"]
+    columns += [f"CAM {stage}" for stage in (stage_maps or {})]
     columns += ["adversarial CAM"] if maps_adv is not None else []
     rows = len(images)
     fig, axes = plt.subplots(rows, len(columns), figsize=(2.1 * len(columns), 2.1 * rows + 0.3), squeeze=False)
     for i in range(rows):
         panels = {"image": _image(images[i]), "CAM": maps[i].cpu().numpy(), "overlay": overlay(images[i], maps[i])}
+        if images_adv is not None:
+            panels["adversarial image"] = _image(images_adv[i])
         if masks is not None:
             panels["mask"] = masks[i].float().cpu().numpy()
+        for stage, stage_map in (stage_maps or {}).items():
+            panels[f"CAM {stage}"] = stage_map[i].cpu().numpy()
         if maps_adv is not None:
             panels["adversarial CAM"] = maps_adv[i].cpu().numpy()
         for j, column in enumerate(columns):

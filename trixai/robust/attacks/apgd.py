@@ -26,7 +26,7 @@ from trixai.robust.attacks.margins import (
     targeted_dlr_loss,
 )
 from trixai.robust.attacks.pgd import NORMS, project, random_start
-from trixai.robust.attacks.targets import siblings_done, stacked_target_runs
+from trixai.robust.attacks.targets import highest_scoring_target_runs, siblings_done, stacked_target_runs
 from trixai.robust.losses import classification_loss, is_multilabel
 
 PointLoss = Callable[[Tensor, Tensor], Tensor]
@@ -68,12 +68,15 @@ def _direction(grad: Tensor, norm: str) -> Tensor:
 def apgd_run(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, *, eps: float, steps: int, norm: str = "linf",
     rho: float = 0.75, momentum: float = 0.75, eot_iter: int = 1, group: Tensor | None = None,
+    full_budget: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One APGD run from a random start; returns ``(x_adv, fooled)``.
 
     ``x_adv`` is the first fooling iterate for fooled points and the highest-loss iterate otherwise.
     Gradients are averaged over ``eot_iter`` passes (EOT, for stochastic models). Rows sharing a ``group``
-    (runs of one point against several targets) all stop once one of them fools the point.
+    (runs of one point against several targets) all stop once one of them fools the point. With ``full_budget``
+    no point stops: every point runs every step and ``x_adv`` is its highest-loss iterate (``fooled``: whether
+    some iterate fooled it) — the worst case of metrics other than accuracy.
     """
     n = x.shape[0]
     x_adv, fooled = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -102,6 +105,9 @@ def apgd_run(
     }
 
     def retire(hit: Tensor) -> None:
+        if full_budget:
+            fooled[state["index"][hit]] = True
+            return
         done = siblings_done(None if group is None else group[state["index"]], hit)
         if done.any():
             rows, stopped = state["index"], done & ~hit
@@ -151,7 +157,10 @@ def _check(eps: float, steps: int, restarts: int, norm: str, eot_iter: int) -> N
 
 
 def _restarted(model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, attack: APGD) -> Tensor:
-    """Run APGD and restart on the points not fooled yet; a point keeps its first fooling iterate."""
+    """Run APGD and restart on the points not fooled yet; a point keeps its first fooling iterate. With
+    ``attack.full_budget`` every restart runs on every point and a point keeps its highest-loss iterate."""
+    if attack.full_budget:
+        return _highest_loss_restarts(model, x, y, loss_fn, attack)
     x_adv = x.clone()
     robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(attack.restarts):
@@ -166,11 +175,28 @@ def _restarted(model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, attac
     return x_adv
 
 
+def _highest_loss_restarts(model: nn.Module, x: Tensor, y: Tensor, loss_fn: PointLoss, attack: APGD) -> Tensor:
+    """Every restart at full budget on every point; per point the iterate with the highest attack loss."""
+    index = torch.arange(x.shape[0], device=x.device)
+    best, best_loss = x.clone(), None
+    for _ in range(attack.restarts):
+        adv, _ = apgd_run(model, x, y, loss_fn, eps=attack.eps, steps=attack.steps, norm=attack.norm, rho=attack.rho,
+                          momentum=attack.momentum, eot_iter=attack.eot_iter, full_budget=True)
+        with torch.no_grad():
+            loss = loss_fn(model(adv), index)
+        better = loss > best_loss if best_loss is not None else torch.ones_like(loss, dtype=torch.bool)
+        best[better] = adv[better]
+        best_loss = loss if best_loss is None else torch.maximum(loss, best_loss)
+    return best
+
+
 @dataclass
 class APGD(Attack):
     """Untargeted APGD with the CE (BCE for multi-label), DLR or margin loss; ``restarts`` random restarts.
 
-    DLR needs >= 3 classes; multi-label tasks use BCE or the margin ``min_l (2 y_l - 1) z_l``.
+    DLR needs >= 3 classes; multi-label tasks use BCE or the margin ``min_l (2 y_l - 1) z_l``. ``full_budget``:
+    no point stops at its first fooling iterate; each gets its highest-loss iterate over every step and restart
+    (the worst case of AUROC, F1, margins; AutoAttack's loss pass).
     """
 
     eps: float = 8 / 255
@@ -181,6 +207,7 @@ class APGD(Attack):
     rho: float = 0.75
     momentum: float = 0.75
     eot_iter: int = 1
+    full_budget: bool = False
 
     def __post_init__(self) -> None:
         _check(self.eps, self.steps, self.restarts, self.norm, self.eot_iter)
@@ -252,7 +279,14 @@ class APGDT(APGD):
         def run(xs: Tensor, ys: Tensor, targets: Tensor, group: Tensor, restart: int) -> tuple[Tensor, Tensor]:
             return apgd_run(model, xs, ys, lambda logits, rows: loss(logits, ys[rows], targets[rows]),
                             eps=self.eps, steps=self.steps, norm=self.norm, rho=self.rho, momentum=self.momentum,
-                            eot_iter=self.eot_iter, group=group)
+                            eot_iter=self.eot_iter, group=group, full_budget=self.full_budget)
 
+        if self.full_budget:  # every target and restart on every point; per point the output with the highest CE
+            def score(adv: Tensor, ys: Tensor) -> Tensor:
+                with torch.no_grad():
+                    return classification_loss(model(adv), ys, reduction="none")
+
+            return highest_scoring_target_runs(x, y, order, run, score, restarts=self.restarts,
+                                               max_batch=self.max_batch)
         robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         return stacked_target_runs(x, y, robust, order, run, restarts=self.restarts, max_batch=self.max_batch)

@@ -5,11 +5,21 @@ variant: the original p-schedule on absolute queries, no redraws), 100 iteration
 ``rand`` (stochastic models): APGD-CE and APGD-DLR with 20 EOT samples per gradient.
 ``max_batch`` bounds the stacked batches of APGD-T, FAB-T (targets side by side) and Square (speculative
 queries); it changes the speed, not the attack.
-The result is the per-point worst case: a point counts as robust only if every attack failed on it.
+The result is the per-point worst case: a point counts as robust only if every attack failed on it
+(:meth:`AutoAttack.run`, the original cascade: each component only on the points still robust, stopping at a
+point's first fooling iterate; exact for robust accuracy).
+
+Metrics other than accuracy (AUROC, F1, margins) need the attack's worst case on every point, which the cascade
+does not give. :meth:`AutoAttack.full_budget_pass` runs the white-box loss maximisers (``standard``: APGD-CE and APGD-T;
+``rand``: APGD-CE and APGD-DLR with EOT) at full budget on every point, clean-wrong ones included, with no early
+stop, and a point keeps per component its highest-loss iterate. FAB-T (a minimum-norm search) and Square (a
+black-box search that stops at a fooling query) maximise no loss, so they serve the accuracy cascade only.
+``loss_pass=False`` skips this pass: the suites then report those metrics as not computed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +51,7 @@ class AutoAttack(Attack):
     eot_iter: int = 20
     seed: int = 0
     max_batch: int = 128
+    loss_pass: bool = True
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:
@@ -98,16 +109,21 @@ class AutoAttack(Attack):
                 broken_by[rows[hit]] = position
         return x_adv, broken_by
 
-    def candidates(self, model: nn.Module, x: Tensor, y: Tensor) -> list[Tensor]:
-        """Every component's adversarial examples for every point (clean-wrong points included, no component
-        skips a point another one broke), in order: the per-point worst case of metrics other than accuracy."""
+    def loss_maximisers(self, num_outputs: int, multilabel: bool) -> list[APGD]:
+        """The components that maximise a loss (APGD-*), at full budget: the source of the non-accuracy metrics."""
+        return [dataclasses.replace(attack, full_budget=True) for attack in self.components(num_outputs, multilabel)
+                if isinstance(attack, APGD)]
+
+    def full_budget_pass(self, model: nn.Module, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Per loss maximiser, every point's highest-loss iterate (every point, clean-wrong ones included, no
+        early stop), in component order."""
         x, y = x.detach(), y.detach()
         devices = [x.device] if x.device.type == "cuda" else []
         with frozen_eval(model), torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             with torch.no_grad():
                 outputs = model(x[:1]).shape[1]
-            return [attack.perturb(model, x, y).detach() for attack in self.components(outputs, is_multilabel(y))]
+            return [attack.perturb(model, x, y).detach() for attack in self.loss_maximisers(outputs, is_multilabel(y))]
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return self.run(model, x, y)[0]

@@ -47,6 +47,28 @@ def stacked_target_runs(x: Tensor, y: Tensor, robust: Tensor, order: Tensor, run
     return x_adv
 
 
+def highest_scoring_target_runs(x: Tensor, y: Tensor, order: Tensor, run: TargetRun,
+                                score: Callable[[Tensor, Tensor], Tensor], *, restarts: int, max_batch: int) -> Tensor:
+    """Every target in ``order`` (N, K) and every restart on every point (no point stops); per point the run output
+    with the highest ``score(x_adv, y)`` (N,)."""
+    n = x.shape[0]
+    best, best_score = x.clone(), torch.full((n,), float("-inf"), device=x.device)
+    width = max(1, min(order.shape[1], max_batch // max(n, 1)))
+    rows = torch.arange(n, device=x.device)
+    for first in range(0, order.shape[1], width):
+        size = min(width, order.shape[1] - first)
+        targets = order[:, first:first + size].T.reshape(-1)
+        group = rows.repeat(size)
+        for restart in range(restarts):
+            adv, _ = run(x[group], y[group], targets, group, restart)
+            scores = score(adv, y[group]).view(size, n)
+            top, pick = scores.max(dim=0)
+            chosen = adv.view(size, n, *x.shape[1:])[pick, rows]
+            better = top > best_score
+            best[better], best_score[better] = chosen[better], top[better]
+    return best
+
+
 def siblings_done(group: Tensor | None, hit: Tensor) -> Tensor:
     """Rows whose point has a row in ``hit`` (``hit`` itself without groups): they stop with it."""
     if group is None or not hit.any():

@@ -49,7 +49,9 @@ def reinitialise(module: nn.Module, generator: torch.Generator) -> None:
 
 def parameter_randomisation(model: nn.Module, x: Tensor, targets: Tensor, explain: Explain, *,
                             reference: Tensor | None = None, seed: int = 0) -> list[dict]:
-    """Per cascading step: the stage re-initialised and the mean SSIM / Spearman vs the trained maps.
+    """Per cascading step: the stage re-initialised, the mean SSIM / Spearman vs the trained maps and the
+    per-image values (``ssim_points``, ``spearman_points``: NaN for a constant map), so the means of several
+    batches of images combine exactly.
 
     ``explain(model, x, targets) -> (N, H, W)`` maps in [0, 1]; the trained model is never modified.
     """
@@ -61,8 +63,9 @@ def parameter_randomisation(model: nn.Module, x: Tensor, targets: Tensor, explai
     for stage in randomisation_stages(randomised):
         reinitialise(modules[stage], generator)
         maps = explain(randomised, x, targets)
-        rho = spearman(reference, maps)
-        rows.append({"stage": stage, "ssim": float(ssim(reference, maps).mean()),
+        rho, similarity = spearman(reference, maps), ssim(reference, maps)
+        rows.append({"stage": stage, "ssim": float(similarity.mean()),
                      "spearman": float(rho.nanmean()) if bool((~rho.isnan()).any()) else float("nan"),
-                     "n": int(x.shape[0])})
+                     "n": int(x.shape[0]), "ssim_points": similarity.detach().double().cpu(),
+                     "spearman_points": rho.detach().double().cpu()})
     return rows
