@@ -25,12 +25,15 @@ COMMON = [
     "data.eval_batch_size=14", "objective=standard", "optimizer=sgd", "attack.random_start=false", "attack.steps=2",
     "trainer.max_epochs=2", "logger=csv",
 ]
+VOLATILE = {"seconds", "images_per_s", "execution", "resumed_batches", "source", "figures", "seconds_per_image"}
 DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
            "trainer.benchmark=false", "trainer.sync_batchnorm=false"]
 
 
 def _train(run_dir: Path, *overrides: str) -> dict:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    # one thread per process in both (Lightning gives each CPU DDP process cores // processes = 1 here): float sums
+    # on the CPU depend on the thread count
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     command = [str(Path(sys.executable).with_name("trixai-train")), *COMMON, *overrides, f"hydra.run.dir={run_dir}"]
     result = subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -51,3 +54,31 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert weights_single.keys() == weights_ddp.keys()
     for key, value in weights_single.items():
         assert torch.allclose(value, weights_ddp[key], atol=1e-5), key
+
+
+def _numbers(report, prefix: str = "") -> dict:
+    """The report's numbers by path, without times and where the files went."""
+    if isinstance(report, dict):
+        return {k: v for key, value in report.items() if key not in VOLATILE
+                for k, v in _numbers(value, f"{prefix}/{key}").items()}
+    if isinstance(report, list):
+        return {k: v for i, value in enumerate(report) for k, v in _numbers(value, f"{prefix}[{i}]").items()}
+    return {prefix: report} if isinstance(report, (int, float)) and not isinstance(report, bool) else {}
+
+
+@pytest.mark.slow
+def test_ddp_ranks_run_the_test_suites_on_their_shards(tmp_path):
+    """Under DDP every rank runs the suites on its blocks of the test split and rank zero merges: the same reports
+    as one process, number for number (untrained weights, so both hold the very same model)."""
+    suites = ["trainer.max_epochs=0", "corruptions=generic", "corruptions.severities=[3]",
+              "corruptions.only=[gaussian_noise]", "corruptions.explanation_severity=3", "explanation.max_points=12",
+              "explanation.metrics.sanity_samples=4", "robustness.masking.points=8", "robustness.masking.steps=2",
+              "block_size=4", "profile=null"]
+    _train(tmp_path / "single", *suites, "data.batch_size=28")
+    _train(tmp_path / "ddp", *DDP_CPU, *suites, "data.batch_size=14")
+    assert (tmp_path / "ddp" / "shards" / "1-of-2" / "done.json").exists()
+    for name in ("robustness.json", "corruptions.json", "explanations.json"):
+        one = _numbers(json.loads((tmp_path / "single" / name).read_text()))
+        assert one == _numbers(json.loads((tmp_path / "ddp" / name).read_text())), name
+    execution = json.loads((tmp_path / "ddp" / "robustness.json").read_text())["execution"]
+    assert execution["workers"] == 2 and sum(s["points"] for s in execution["shards"]) == 28

@@ -18,3 +18,7 @@ def main(cfg: DictConfig) -> None:
 
     with user_errors():
         build_report(cfg)
+
+
+if __name__ == "__main__":  # torchrun -m trixai.cli.report ...
+    main()

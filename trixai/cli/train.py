@@ -19,3 +19,7 @@ def main(cfg: DictConfig) -> float | None:
     with user_errors():
         metrics = train(cfg)
     return metrics["best_score"]
+
+
+if __name__ == "__main__":  # torchrun -m trixai.cli.train ...
+    main()

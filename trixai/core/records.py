@@ -74,7 +74,12 @@ class Records:
             dup = int(index[1:][index[1:] == index[:-1]][0])
             raise TrixaiError(f"point {dup} appears in more than one part of the records (overlapping shards?)")
         fields = {name: torch.cat([p.fields[name] for p in parts])[order] for name in parts[0].fields}
-        return cls(index, fields, dict(meta if meta is not None else parts[0].meta))
+        if meta is None:
+            meta = merged_meta([p.meta for p in parts])
+            if all(len(p.meta.get("names") or []) == len(p) for p in parts):
+                names = [n for p in parts for n in p.meta["names"]]
+                meta["names"] = [names[i] for i in order.tolist()]
+        return cls(index, fields, dict(meta))
 
     def save(self, path: str | Path) -> Path:
         """Write the records atomically as ``path`` (safetensors; ``meta`` in the metadata as JSON)."""
@@ -103,6 +108,27 @@ class Records:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - safe_open has no iterator
         index = tensors.pop(INDEX)
         return cls(index, tensors, json.loads(metadata.get("meta", "{}")))
+
+
+#: Meta keys that count something per part (summed over the parts) or list blocks (their union).
+SUMMED, UNITED = ("batches", "resumed_batches", "reused_blocks", "zero_gradient_blocks"), ("blocks",)
+
+
+def merged_meta(metas: Sequence[Mapping]) -> dict:
+    """The meta of merged parts: counts summed, block lists united, dicts merged key by key alike, anything else
+    from the first part that has a non-empty value."""
+    out: dict = {}
+    for key in dict.fromkeys(k for m in metas for k in m):
+        values = [m[key] for m in metas if key in m]
+        if key in SUMMED:
+            out[key] = sum(int(v or 0) for v in values)
+        elif key in UNITED:
+            out[key] = sorted({int(b) for v in values for b in (v or [])})
+        elif all(isinstance(v, Mapping) for v in values):
+            out[key] = merged_meta(values)
+        else:
+            out[key] = next((v for v in values if v not in (None, [], {}, "")), values[0])
+    return out
 
 
 class RecordBuilder:

@@ -204,6 +204,7 @@ class RobustnessReport:
     eval_attack: AttackRef | None = None
     masking_probe: dict | None = None
     resumed_batches: int = 0
+    execution: dict | None = None  #: how the work ran: workers (shards), their points and seconds, the wall time
     source: dict = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     format: str = ROBUSTNESS_FORMAT
@@ -227,7 +228,7 @@ class RobustnessReport:
             "clean": self.clean.to_json(),
             "results": {name: {label: r.to_json() for label, r in per.items()} for name, per in self.results.items()},
             "worst_case": {label: r.to_json() for label, r in self.worst_case.items()},
-            "settings": self.settings, "resumed_batches": self.resumed_batches,
+            "settings": self.settings, "resumed_batches": self.resumed_batches, "execution": self.execution,
             "masking_checks": [c.to_json() for c in self.masking_checks], "masking_probe": self.masking_probe,
             "source": self.source, "figures": list(self.figures),
         }
@@ -247,7 +248,7 @@ class RobustnessReport:
             channels_last=bool(data.get("channels_last")), device=str(data.get("device", "cpu")),
             bootstrap=data.get("bootstrap"), eval_attack=AttackRef.from_json(data.get("eval_attack")),
             masking_probe=data.get("masking_probe"), resumed_batches=int(data.get("resumed_batches", 0)),
-            source=dict(data.get("source") or {}), figures=list(data.get("figures") or []))
+            execution=data.get("execution"), source=dict(data.get("source") or {}), figures=list(data.get("figures") or []))
 
     def _flat_entries(self) -> Iterator[tuple[str, AttackResult]]:
         yield "robust/clean", self.clean

@@ -26,6 +26,7 @@ def robustness_markdown(report: RobustnessReport) -> str:
     lines += [f"- task: {v['task']}, {v['n_outputs']} outputs, {v['n_points']} points",
               f"- device: {v['device']}; early stop on fooled points: {v['early_stop']}; batches reused from partial "
               f"results: {v['resumed_batches']}",
+              *([f"- execution: {v['execution']}"] if v["execution"] else []),
               f"- 95 % confidence intervals in brackets: {v['bootstrap']}", "", "## Accuracy per attack and eps", ""]
     lines += _table(["attack", *v["labels"]],
                     [[f"**{r['name']}**" if r["strong"] else r["name"],

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 
 from trixai.core import catalogue
-from trixai.core.formatting import eps_label
+from trixai.core.formatting import eps_label, num
 from trixai.core.reports import (
     AttackResult,
     Cell,
@@ -118,6 +118,7 @@ def robustness_view(report: RobustnessReport) -> dict:
     return {
         "task": report.task, "n_points": report.n_points, "device": report.device, "seed": report.seed,
         "early_stop": report.early_stop, "resumed_batches": report.resumed_batches,
+        "execution": execution_line(report.execution),
         "source": dict(report.source), "n_outputs": len(report.class_names), "labels": labels or ["—"],
         "bootstrap": bootstrap_line(report.bootstrap), "has_intervals": bool(report.bootstrap),
         "accuracy": accuracy, "details": details,
@@ -333,3 +334,13 @@ def certification_view(report: CertificationReport) -> dict:
         "base_accuracy": report.base_accuracy, "abstain_rate": report.abstain_rate, "mean_radius": report.mean_radius,
         "seconds_per_image": report.seconds_per_image, "figures": list(report.figures),
     }
+
+
+def execution_line(execution: dict | None) -> str | None:
+    """How the suites ran, in words: the workers, the merged wall time and the sum of the workers' times."""
+    if not execution:
+        return None
+    workers = int(execution.get("workers", 1))
+    return (f"{workers} worker{'s' if workers != 1 else ''} (blocks of {execution.get('block_size')} points), "
+            f"wall {num(execution.get('wall_seconds'), 1)} s, sum of worker times "
+            f"{num(execution.get('sum_of_shard_seconds'), 1)} s; images/s below are per worker")

@@ -110,19 +110,24 @@ class SuitePass(ABC):
         self.builder = RecordBuilder()
         self.batches = 0
         self.points = 0
+        self.frontier = 0  #: one past the highest split index offered so far
         self.names: list[str] = []
+        self.restored: dict[str, Records] | None = None
 
     @property
     def done(self) -> bool:
-        """Every point the pass wants has been seen (``max_points`` reached)."""
-        return self.max_points is not None and self.points >= self.max_points
+        """Every point the pass wants has gone by (``max_points``: the split's first points, by index)."""
+        return self.max_points is not None and self.frontier >= self.max_points
 
     def take(self, batch: PointBatch) -> PointBatch | None:
-        """The batch's points this pass still wants (None when done); fixes the device at the first batch."""
-        if self.done:
-            return None
+        """The batch's points this pass wants (those with a split index below ``max_points``; None when none);
+        fixes the device at the first batch. By index, not by count, so a shard of the split keeps the same points."""
         if self.max_points is not None:
-            batch = batch.head(min(len(batch), self.max_points - self.points))
+            if len(batch):
+                self.frontier = max(self.frontier, int(batch.index.max()) + 1)
+            batch = batch.take((batch.index < self.max_points).nonzero().flatten())
+        if not len(batch):
+            return None
         self.device = self.device or next(self.model.parameters()).device
         return batch
 
@@ -151,10 +156,23 @@ class SuitePass(ABC):
         """The pass's work on one (already truncated) batch."""
 
     def records(self) -> Records:
-        """The per-point records of the points seen so far."""
+        """The per-point records of the points seen so far (or restored from shards)."""
+        if self.restored is not None:
+            return self.restored[self.name]
         if not self.batches:
             raise TrixaiError(f"the {self.name} suite saw no batches (empty split?)")
         return self.builder.records(self.meta())
+
+    def parts(self) -> dict[str, Records]:
+        """What a shard of the split saves of this pass, by file name: its records (possibly empty: a shard may
+        hold none of the points the pass wants) and any extra state :meth:`finish` needs."""
+        if self.restored is not None:
+            return dict(self.restored)
+        return {self.name: self.builder.records(self.meta())}
+
+    def restore(self, parts: Mapping[str, Records]) -> None:
+        """Take the merged :meth:`parts` of every shard instead of the points seen (``finish`` then reports them)."""
+        self.restored = dict(parts)
 
     def meta(self) -> dict:
         """The pass's facts that are not per point (saved with the records)."""

@@ -117,12 +117,13 @@ class CorruptionPass(SuitePass):
         super().__init__(model, max_points=suite.max_points, device=device, channels_last=channels_last)
         self.suite = suite
         self.first_image: Tensor | None = None
+        self.first_index = 0
 
     def process(self, batch: PointBatch) -> None:
         """Clean and every (corruption, severity) on this batch."""
         x = batch.image.to(self.device)
         if self.first_image is None:
-            self.first_image = x[:1].detach().cpu()
+            self.first_image, self.first_index = x[:1].detach().cpu(), int(batch.index[0])
         fields: dict[str, Tensor] = {"targets": masked_targets(batch.target, batch.label_mask).cpu()}
         with frozen_eval(self.model), memory_format(self.model, self.channels_last), torch.no_grad():
             fields["clean/logits"] = self.model(x.contiguous(memory_format=self.memory_format)).float().cpu()
@@ -137,6 +138,18 @@ class CorruptionPass(SuitePass):
 
     def meta(self) -> dict:
         return {**super().meta(), "image_size": None if self.first_image is None else list(self.first_image.shape[-2:])}
+
+    def parts(self) -> dict[str, Records]:
+        if self.restored is not None:
+            return dict(self.restored)
+        first = (Records(torch.empty(0, dtype=torch.long)) if self.first_image is None
+                 else Records(torch.tensor([self.first_index]), {"image": self.first_image}))
+        return {**super().parts(), f"{self.name}_first": first}
+
+    def restore(self, parts: Mapping[str, Records]) -> None:
+        super().restore(parts)
+        first = parts[f"{self.name}_first"]
+        self.first_image = first["image"][:1] if len(first) else None  # merged in split order: the split's first
 
     def finish(self, out_dir: Path) -> CorruptionReport:
         """The report of the records (and the gallery of the first image in ``out_dir``)."""

@@ -93,50 +93,46 @@ def gallery_points(targets: Tensor, points: Tensor, per_class: int) -> Tensor:
 
 class SampleCollector:
     """Keeps the points to explain as the suites pass over a loader, on the CPU: those whose split index is in
-    ``indices`` (the stratified choice of :func:`stratified_points`), or without indices the first ``max_points``."""
+    ``indices`` (the stratified choice of :func:`stratified_points`), or without indices the split's first
+    ``max_points``. Its :meth:`records` are what a shard saves; :meth:`restore` takes every shard's, merged."""
 
     def __init__(self, max_points: int, indices: Tensor | None = None) -> None:
         self.indices = None if indices is None else torch.as_tensor(indices, dtype=torch.long)
         self.max_points = int(max_points) if self.indices is None else len(self.indices)
-        self.parts: dict[str, list] = {"image": [], "target": [], "mask": [], "has_mask": [], "name": [], "index": [],
-                                       "pixel_scale": []}
-        self.count = 0
-
-    @property
-    def done(self) -> bool:
-        return self.count >= self.max_points
+        self.builder = RecordBuilder()
+        self.names: list[str] = []
+        self.merged: Records | None = None
 
     def add(self, batch: PointBatch) -> None:
-        if self.indices is not None:
-            rows = torch.isin(batch.index, self.indices).nonzero().flatten()
-            if rows.numel() == 0:
-                return
-            batch = batch.take(rows)
-        take = min(len(batch), self.max_points - self.count)
-        if take <= 0:
+        wanted = (torch.isin(batch.index, self.indices) if self.indices is not None
+                  else batch.index < self.max_points)
+        if not bool(wanted.any()):
             return
-        batch = batch.head(take)
-        self.parts["image"].append(batch.image.cpu())
-        self.parts["target"].append(batch.target.cpu())
-        self.parts["index"].append(batch.index.cpu())
+        batch = batch.take(wanted.nonzero().flatten())
+        fields = {"image": batch.image.cpu(), "target": batch.target.cpu()}
         if batch.mask is not None:
-            self.parts["mask"].append(batch.mask.cpu())
-            self.parts["has_mask"].append(batch.has_mask.cpu())
+            fields |= {"mask": batch.mask.cpu(), "has_mask": batch.has_mask.cpu()}
         if batch.pixel_scale is not None:
-            self.parts["pixel_scale"].append(torch.as_tensor(batch.pixel_scale).double().cpu())
-        self.parts["name"].extend(batch.name if batch.name is not None else [str(int(i)) for i in batch.index])
-        self.count += take
+            fields["pixel_scale"] = torch.as_tensor(batch.pixel_scale).double().cpu()
+        self.builder.add(batch.index, fields)
+        self.names.extend(batch.name if batch.name is not None else [str(int(i)) for i in batch.index])
+
+    def records(self) -> Records:
+        return self.merged if self.merged is not None else self.builder.records({"names": list(self.names)})
+
+    def restore(self, records: Records) -> None:
+        self.merged = records
 
     def samples(self, device: torch.device) -> Samples:
-        if not self.count:
+        records = self.records()
+        if not len(records):
             raise TrixaiError("the explanation loader yielded no samples")
-        parts = self.parts
-        masks = torch.cat(parts["mask"]).to(device) if len(parts["mask"]) == len(parts["image"]) else None
-        flags = (torch.cat(parts["has_mask"]).to(device) if masks is not None
-                 else torch.zeros(self.count, dtype=torch.bool, device=device))
-        scales = torch.cat(parts["pixel_scale"]) if len(parts["pixel_scale"]) == len(parts["image"]) else None
-        return Samples(torch.cat(parts["image"]).to(device), torch.cat(parts["target"]).to(device), masks, flags,
-                       parts["name"], torch.cat(parts["index"]), scales)
+        masks = records.get("mask")
+        return Samples(records["image"].to(device), records["target"].to(device),
+                       None if masks is None else masks.to(device),
+                       records["has_mask"].to(device) if masks is not None
+                       else torch.zeros(len(records), dtype=torch.bool, device=device),
+                       list(records.meta.get("names") or []), records.index, records.get("pixel_scale"))
 
 
 def resolve_target(spec, class_names: tuple[str, ...]) -> str | int:
@@ -220,6 +216,10 @@ def samples_needed(explainer: MapExplainer | TCAV, explanation: ExplanationSetti
     return int(getattr(explainer, "max_points", 0) or settings.max_points)
 
 
+#: The records an explanation pass keeps beside its points' (``records/explanations_<part>.safetensors``).
+PARTS = ("predictions", "gallery", "manipulated")
+
+
 class ExplanationPass(SuitePass):
     """The explanation suite as a pass over blocks of points: each block's explained points are explained and
     scored when the block comes by (one computation per block, so batch sizes and shards never change a number),
@@ -246,7 +246,6 @@ class ExplanationPass(SuitePass):
         self.gallery_points = None if gallery is None else torch.as_tensor(gallery, dtype=torch.long)
         self.has_records = not isinstance(explainer, TCAV)  # TCAV scores sets of images, not points
         self.collector = SampleCollector(self.max_points, points) if not self.has_records else None
-        self.explained = 0
         self.gallery_keys: dict[int, int] = {}  # first-points mode: gallery entries per class so far
         self.builders = {part: RecordBuilder() for part in ("points", "predictions", "gallery", "manipulated")}
         self.part_names: dict[str, list[str]] = {"points": [], "gallery": [], "manipulated": []}
@@ -280,22 +279,18 @@ class ExplanationPass(SuitePass):
                 self.collector.add(chosen)
             else:
                 self._explain(chosen, self.block_of(batch), robust)
-            self.explained += len(rows)
         self.count(batch)
 
     def process(self, batch: PointBatch) -> None:
         self.update(batch)
 
     def _explained_rows(self, batch: PointBatch) -> Tensor:
-        if self.chosen is not None:
-            return torch.isin(batch.index, self.chosen).nonzero().flatten()
-        return torch.arange(min(len(batch), max(self.max_points - self.explained, 0)))
+        wanted = torch.isin(batch.index, self.chosen) if self.chosen is not None else batch.index < self.max_points
+        return wanted.nonzero().flatten()
 
     def _is_first(self, index: Tensor, count: int) -> Tensor:
         """Which of these explained points are among the first ``count`` explained points of the split."""
-        if self.chosen is not None:
-            return torch.isin(index, self.chosen[:count])
-        return torch.arange(self.explained, self.explained + len(index)) < count
+        return torch.isin(index, self.chosen[:count]) if self.chosen is not None else index < count
 
     def _in_gallery(self, samples: Samples) -> Tensor:
         if self.gallery_points is not None:
@@ -336,12 +331,27 @@ class ExplanationPass(SuitePass):
             self.variants["corruption"] = {"set": self.corruptions.set, "severity": severity}
 
     def records(self) -> Records:
+        if self.restored is not None:
+            return self.restored[self.name]
         return self.builders["points"].records(self.meta())
 
     def part(self, name: str) -> Records:
         """The ``predictions``, ``gallery`` or ``manipulated`` records (saved beside the points' records)."""
+        if self.restored is not None:
+            return self.restored[f"{self.name}_{name}"]
         names = self.names if name == "predictions" else self.part_names[name]
         return self.builders[name].records({"names": list(names)})
+
+    def parts(self) -> dict[str, Records]:
+        if self.collector is not None:  # TCAV: the collected points
+            return {f"{self.name}_samples": self.collector.records()}
+        return {self.name: self.records(), **{f"{self.name}_{p}": self.part(p) for p in PARTS}}
+
+    def restore(self, parts: Mapping[str, Records]) -> None:
+        if self.collector is not None:
+            self.collector.restore(parts[f"{self.name}_samples"])
+        else:
+            super().restore(parts)
 
     def meta(self) -> dict:
         return {**super().meta(), "names": self.part_names["points"], "variants": self.variants, "stages": self.stages}
@@ -355,7 +365,7 @@ class ExplanationPass(SuitePass):
             samples = self.collector.samples(self.device)
             class_names = tuple(class_names_of(self.model, int(self.model(samples.images[:1]).shape[1])))
             return tcav_suite(self.model, samples, self.explainer, class_names=class_names)
-        if not len(self.builders["points"]):
+        if not len(self.records()):
             raise TrixaiError("the explanation suite explained no points (empty split, or none of the chosen points "
                               "in this shard)")
         report = explanation_report(

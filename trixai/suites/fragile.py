@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from trixai.core.formatting import eps_label
+from trixai.core.records import Records
 from trixai.robust.attacks.margins import is_fooled, masked_targets
 from trixai.suites.base import PointBatch
 from trixai.xai import figures
@@ -79,6 +80,25 @@ class FragileImages:
             self.kept.append(_Kept(float(drop[row]), int(batch.index[row]), names[row], target[row], x[row].clone(),
                                    x_adv[row].clone(), clean_logits[row], adversarial_logits[row]))
         self.kept = sorted(self.kept, key=lambda k: (-k.drop, k.index))[: self.k]
+
+    def records(self) -> Records:
+        """The kept points as records (what a shard saves; the top ``k`` of the shards' kept points is the top ``k``
+        of the whole split)."""
+        if not self.kept:
+            return Records(torch.empty(0, dtype=torch.long))
+        fields = {"drop": torch.tensor([k.drop for k in self.kept], dtype=torch.float64),
+                  **{name: torch.stack([getattr(k, name) for k in self.kept])
+                     for name in ("target", "clean", "adversarial", "clean_logits", "adversarial_logits")}}
+        return Records(torch.tensor([k.index for k in self.kept]), fields, {"names": [k.name for k in self.kept]})
+
+    def restore(self, records: Records) -> None:
+        """Keep the top ``k`` of merged :meth:`records`."""
+        names = list(records.meta.get("names") or [])
+        kept = [_Kept(float(records["drop"][i]), int(records.index[i]), names[i],
+                      *(records[name][i] for name in ("target", "clean", "adversarial", "clean_logits",
+                                                       "adversarial_logits")))
+                for i in range(len(records))]
+        self.kept = sorted(kept, key=lambda k: (-k.drop, k.index))[: self.k]
 
     def save(self, model: nn.Module, out_dir: Path, *, class_names: list[str], attack) -> str | None:
         """Draw the kept points (image, adversarial image, their Grad-CAM maps at the model's ``high`` layer);

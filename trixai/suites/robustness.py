@@ -5,9 +5,9 @@ registry; :meth:`RobustnessSuite.start` opens a :class:`RobustnessPass` that tak
 plain loop (``trixai-eval``) or from Lightning's test loop (the test phase of ``trixai-train``, whose
 ``test/rob_*`` metrics are the pass's evaluation attack). Each batch adds per-point records (clean logits, every
 attack's full-budget and accuracy logits, L-inf sizes, seconds); :func:`robustness_report` computes the
-:class:`~trixai.core.reports.RobustnessReport` from records only. Random starts are seeded per batch
-(``seed + batch index``), so a resumed or repeated evaluation draws the same starts. With ``partial_dir``,
-per-batch results are saved atomically and reused by a rerun with the same model, data and settings.
+:class:`~trixai.core.reports.RobustnessReport` from records only. Random draws are keyed by
+(seed, attack, eps, block of points), so the batch size and the shards never change them. With ``partial_dir``,
+each block's results are saved atomically and reused by a rerun with the same model, data and settings.
 """
 
 from __future__ import annotations
@@ -182,12 +182,13 @@ class RobustnessSuite(RobustnessSettings):
         return described
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, partial_dir: str | Path | None = None,
-              channels_last: bool = False, checks: bool = True, only: Tensor | None = None) -> RobustnessPass:
+              channels_last: bool = False, checks: bool = True, only: Tensor | None = None,
+              block_size: int | None = None) -> RobustnessPass:
         """A pass of the suite over batches of ``model``'s inputs ([0, 1] images); ``checks=False`` when no
         report will be written (the zero-gradient probe, a forward and backward per batch, is skipped);
-        ``only``: just these split indices."""
+        ``only``: just these split indices; ``block_size``: the points per block (saved results are per block)."""
         return RobustnessPass(self, model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                              checks=checks, only=only)
+                              checks=checks, only=only, block_size=block_size)
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -233,18 +234,19 @@ class RobustnessPass(SuitePass):
 
     def __init__(self, suite: RobustnessSuite, model: nn.Module, *, device: torch.device | str | None,
                  partial_dir: str | Path | None, channels_last: bool, checks: bool = True,
-                 only: Tensor | None = None) -> None:
+                 only: Tensor | None = None, block_size: int | None = None) -> None:
         super().__init__(model, max_points=suite.max_points, device=device, channels_last=channels_last)
         self.suite, self.checks = suite, checks
         self.only = None if only is None else torch.as_tensor(only, dtype=torch.long)
         fingerprint = None
         if partial_dir is not None:
             fingerprint = {"format": "trixai-partial/3", "model": model_fingerprint(model),
-                           "max_points": suite.max_points, "seed": suite.seed}
+                           "max_points": suite.max_points, "seed": suite.seed, "block_size": block_size}
         self.partial = PartialResults(partial_dir, fingerprint or {})
         self.probe = None if suite.masking is None else AttackRun("masking", probe_attack(suite.masking))
         self.model_checks: list[dict] = []  # AutoAttack's checks on the model, run on the first batch
         self.zero_gradient_blocks = 0
+        self.reused_blocks = 0  #: blocks whose results an earlier, interrupted run had saved
         self.blocks: set[int] = set()
         self.fragile = FragileImages(suite.fragile_images if checks else 0, getattr(model, "task", "multiclass"))
 
@@ -277,13 +279,14 @@ class RobustnessPass(SuitePass):
                 if run is self.suite.fragility_run and x_adv is not None:
                     self.fragile.add(batch, x.cpu(), x_adv.cpu(), clean, logits)
             if self.probe is not None:
-                self._probe(b, x, y, y_dev, fields)
+                self._probe(b, batch.index, x, y, y_dev, fields)
         self.builder.add(batch.index, fields)
         self.count(batch)
         return result
 
     def _clean(self, b: int, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]) -> Tensor:
         cached = self.partial.load(f"clean_b{b:06d}")
+        self.reused_blocks += cached is not None
         if cached is not None and not torch.equal(cached["targets"], y.cpu()):
             raise TrixaiError("the evaluation loader must yield the same batches in the same order on every pass "
                               "(use shuffle=False and no random transforms)")
@@ -355,17 +358,17 @@ class RobustnessPass(SuitePass):
             fields[f"{run.field}/broken_by"] = cached["broken_by"]
         return cached.get("logits", fields[f"{run.field}/accuracy_logits"]), x_adv
 
-    def _probe(self, b: int, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]) -> None:
-        """The large-eps probe on the batch's points among the first ``masking.points``; NaN rows elsewhere."""
-        rows = max(0, min(len(y), self.suite.masking.points - self.points))
+    def _probe(self, b: int, index: Tensor, x: Tensor, y: Tensor, y_dev: Tensor, fields: dict[str, Tensor]) -> None:
+        """The large-eps probe on the batch's points among the split's first ``masking.points``; NaN rows
+        elsewhere."""
+        probed = (index < self.suite.masking.points).cpu()
         logits = torch.full((len(y), int(fields["clean/logits"].shape[1])), float("nan"))
         seconds = torch.zeros(len(y))
-        if rows:
-            cached, _ = self._run(b, self.probe, x[:rows], y[:rows], y_dev[:rows])
-            logits[:rows] = cached["logits"].float()
-            seconds[:rows] = _per_point(cached["seconds"], rows)
-        probed = torch.zeros(len(y), dtype=torch.bool)
-        probed[:rows] = True
+        if bool(probed.any()):
+            rows = probed.nonzero().flatten()
+            cached, _ = self._run(b, self.probe, x[rows.to(x.device)], y[rows], y_dev[rows.to(y_dev.device)])
+            logits[rows] = cached["logits"].float()
+            seconds[rows] = _per_point(cached["seconds"], len(rows)).float()
         fields |= {"masking/logits": logits, "masking/probed": probed, "masking/seconds": seconds}
 
     def _autoattack(self, attack: AutoAttack, x: Tensor, y: Tensor, y_dev: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -386,8 +389,18 @@ class RobustnessPass(SuitePass):
 
     def meta(self) -> dict:
         return {**super().meta(), "model_checks": self.model_checks, "resumed_batches": self.partial.reused,
+                "reused_blocks": self.reused_blocks,
                 "zero_gradient_blocks": self.zero_gradient_blocks, "batches": self.batches,
                 "blocks": sorted(self.blocks)}
+
+    def parts(self) -> dict[str, Records]:
+        if self.restored is not None:
+            return dict(self.restored)
+        return {**super().parts(), f"{self.name}_fragile": self.fragile.records()}
+
+    def restore(self, parts: Mapping[str, Records]) -> None:
+        super().restore(parts)
+        self.fragile.restore(parts[f"{self.name}_fragile"])
 
     def finish(self, out_dir: Path) -> RobustnessReport:
         """The report of the records (and the figure of the most fragile images in ``out_dir``)."""

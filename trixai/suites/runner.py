@@ -10,6 +10,9 @@ The same :class:`SuiteRun` is driven by Lightning's test loop (the test phase of
 from __future__ import annotations
 
 import logging
+import math
+import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,7 +102,8 @@ class SuiteRun:
                                            attack=None if primary is None else primary.attack.settings(),
                                            device=device, points=points, gallery=gallery, seed=robustness.seed)
         self.robust = robustness.start(model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                                       checks=report_robustness, only=points if explain_only else None)
+                                       checks=report_robustness, only=points if explain_only else None,
+                                       block_size=self.block)
         corrupt = None if corruptions is None else corruptions.start(model, device=device, channels_last=channels_last)
         certify = None if certification is None else certification.start(model, device=device)
         self.passes: list[SuitePass] = [p for p in (corrupt, certify) if p is not None]
@@ -147,8 +151,26 @@ class SuiteRun:
                 result = BatchResult(self.model(x), 0, block.target, x, block.index, block.label_mask)
         return [result]
 
-    def finish(self, out_dir: str | Path, *, source: Mapping | None = None) -> SuiteReports:
-        """Finish every reported pass: the reports, their files, the records and points.csv in ``out_dir``."""
+    def parts(self) -> dict[str, Records]:
+        """Every reported pass's records and extra state, by file name: what a shard saves."""
+        self.flush()
+        return {name: records for suite in self.reported for name, records in suite.parts().items()}
+
+    def restore(self, parts: Mapping[str, list[Records]]) -> None:
+        """Take every shard's :meth:`parts`, merged in split order, instead of the batches (then :meth:`finish`)."""
+        device = next(self.model.parameters()).device
+        for suite in self.reported:
+            names = list(suite.parts())
+            absent = [name for name in names if name not in parts]
+            if absent:
+                raise TrixaiError(f"the shards hold no {absent[0]} records: were they run with the same suites?")
+            suite.device = suite.device or device
+            suite.restore({name: Records.merge(parts[name]) for name in names})
+
+    def finish(self, out_dir: str | Path, *, source: Mapping | None = None,
+               execution: Mapping | None = None) -> SuiteReports:
+        """Finish every reported pass: the reports, their files, the records and points.csv in ``out_dir``
+        (``execution``: how the work ran, e.g. the shards' times, for the robustness report)."""
         self.flush()
         out_dir = Path(out_dir)
         results = SuiteReports()
@@ -157,13 +179,13 @@ class SuiteRun:
             report = suite.finish(out_dir)
             if hasattr(report, "source"):
                 report.source = dict(source or {})
+            if isinstance(report, RobustnessReport) and execution is not None:
+                report.execution = dict(execution)
             write_report(report, out_dir)
             if suite.has_records:
                 records[suite.name] = suite.records()
-                records[suite.name].save(out_dir / RECORDS / f"{suite.name}.safetensors")
-            if isinstance(suite, ExplanationPass) and suite.has_records:
-                for part in ("predictions", "gallery", "manipulated"):
-                    suite.part(part).save(out_dir / RECORDS / f"{suite.name}_{part}.safetensors")
+                for name, part in suite.parts().items():
+                    part.save(out_dir / RECORDS / f"{name}.safetensors")
             log.info("%s report: %s", suite.name, out_dir)
             results.reports.append(report)
         robustness = results.of(RobustnessReport)
@@ -172,17 +194,54 @@ class SuiteRun:
         return results
 
 
-def run_suites(run: SuiteRun, loader: Iterable, out_dir: str | Path, *, progress: bool = True,
-               source: Mapping | None = None) -> SuiteReports:
-    """Drive ``run`` over ``loader`` (stopping once it needs no more batches) and write its reports."""
-    total = len(loader) if hasattr(loader, "__len__") else None
+def run_suites(run: SuiteRun, loader: Iterable, out_dir: str | Path | None, *, progress: bool = True,
+               source: Mapping | None = None, label: str = "suites") -> SuiteReports | None:
+    """Drive ``run`` over ``loader`` (stopping once it needs no more batches) and write its reports into
+    ``out_dir`` (None: only drive it; a shard saves its :meth:`SuiteRun.parts` instead). ``progress``: a progress
+    bar on a terminal, else (a batch job's log) a line per minute or per 10 % with points done, images/s and ETA."""
+    points = len(loader.dataset) if hasattr(loader, "dataset") and hasattr(loader.dataset, "__len__") else None
+    meter = ProgressLines(label, points, enabled=progress and not sys.stderr.isatty())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("suites (batches)", total=total)
+    with Progress(*columns, disable=not progress or not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"{label} (points)", total=points)
         for batch in loader:
             if run.done:
                 break
             run.update(batch)
-            bar.advance(task)
-    return run.finish(out_dir, source=source)
+            size = len(PointBatch.of(batch).target)
+            bar.advance(task, size)
+            meter.advance(size)
+    meter.close()
+    return None if out_dir is None else run.finish(out_dir, source=source)
+
+
+class ProgressLines:
+    """Progress as log lines for a batch job without a terminal (a SLURM log): points done of the total, images/s
+    and the ETA, at most once per ``every`` seconds and at every 10 % of the points."""
+
+    def __init__(self, label: str, total: int | None, *, enabled: bool = True, every: float = 60.0) -> None:
+        self.label, self.total, self.enabled, self.every = label, total, enabled, float(every)
+        self.start = self.last = time.monotonic()
+        self.done, self.step = 0, 0
+
+    def advance(self, points: int) -> None:
+        self.done += int(points)
+        now = time.monotonic()
+        step = int(10 * self.done / self.total) if self.total else 0
+        if self.enabled and (now - self.last >= self.every or step > self.step):
+            self.last, self.step = now, step
+            log.info("%s", self.line(now))
+
+    def line(self, now: float) -> str:
+        rate = self.done / max(now - self.start, 1e-9)
+        if not self.total:
+            return f"{self.label}: {self.done} points, {rate:.2f} images/s"
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        clock = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+        return (f"{self.label}: {self.done}/{self.total} points ({100 * self.done / self.total:.0f} %), "
+                f"{rate:.2f} images/s, ETA {clock}")
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            log.info("%s (finished)", self.line(time.monotonic()))

@@ -10,11 +10,13 @@ finished report is refused unless ``overwrite=true`` (a folder holding only part
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
@@ -40,8 +42,8 @@ REPORTS = {"eval": ("robustness.json", "corruptions.json"),
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available), or any torch device name."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "auto":  # under torchrun: each process its own GPU
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
     except RuntimeError as err:
@@ -251,6 +253,10 @@ def output_dir(cfg: DictConfig, task: str, run_dir: Path | None) -> Path:
         out = run_dir / EVALUATIONS / str(cfg.get("name") or task)
     else:
         out = Path(cfg.paths.output_dir)
+    if dist.is_initialized():  # torchrun: every process writes where the first does (its name holds its start time)
+        shared = [str(out)]
+        dist.broadcast_object_list(shared, src=0)
+        out = Path(shared[0])
     finished = [name for name in REPORTS[task] if (out / name).exists()]
     if finished and not cfg.get("overwrite", False):
         key = "out_dir" if cfg.get("out_dir") else "name"

@@ -11,13 +11,16 @@ from trixai.core.settings import check_groups
 from trixai.render.html import try_write_run_report, write_run_report
 from trixai.suites.certification import CertificationSuite
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun, run_suites
+from trixai.suites.runner import SuiteRun
 from trixai.tasks.context import SPLITS, open_task
 from trixai.tasks.loggers import finish_loggers, log_reports
 from trixai.tasks.provenance import config_record, write_provenance
 from trixai.tasks.quiet import quiet_third_party
+from trixai.tasks.sharding import check_shared_folder, close_distributed, distributed, run_task_suites, shard_of
 
 log = logging.getLogger(__name__)
+#: The config groups whose settings a shard's fingerprint holds.
+GROUPS = ("robustness", "corruptions", "certify")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -29,26 +32,38 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.robustness is None and cfg.get("corruptions") is None and cfg.get("certify") is None:
         raise TrixaiError("robustness=none, no corruptions and no certification: trixai-eval needs a suite "
                           "(robustness=cpu|full, corruptions=auto|dermoscopy|chest_xray|generic, certify=smoothing)")
-    context = open_task(cfg, "eval")
-    loader = context.loader(str(cfg.split), int(cfg.batch_size))
-    robust = cfg.robustness is not None
-    suite = RobustnessSuite.from_config(OmegaConf.to_container(cfg.robustness, resolve=True) if robust else None,
-                                        seed=int(cfg.seed))
-    out_dir = context.out_dir
-    source = {"model": context.origin.get("file") or str(cfg.get("ckpt")), "timm_name": context.meta.get("timm_name"),
-              "dataset": (context.data_cfg or {}).get("_target_"), "split": cfg.split,
-              "git": (context.meta.get("git") or {}).get("commit")}
+    shard = shard_of(cfg)  # first: a bad shard config fails before the model loads
+    sharded = distributed()
     try:
-        run = SuiteRun(context.model, robustness=suite, report_robustness=robust, device=context.device,
-                       partial_dir=out_dir / "partial" if robust else None, channels_last=bool(cfg.channels_last),
-                       corruptions=context.corruption_suite(cfg),
-                       certification=CertificationSuite.from_config(
-                           OmegaConf.to_container(cfg.certify, resolve=True) if cfg.get("certify") is not None else None,
-                           seed=int(cfg.seed)))
-        reports = run_suites(run, loader, out_dir, progress=bool(cfg.progress), source=source)
-        log_reports(context.loggers, reports, out_dir)
+        context = open_task(cfg, "eval")
+        check_shared_folder(cfg, shard, context.run_dir)
+        robust = cfg.robustness is not None
+        suite = RobustnessSuite.from_config(OmegaConf.to_container(cfg.robustness, resolve=True) if robust else None,
+                                            seed=int(cfg.seed))
+        out_dir = context.out_dir
+        source = {"model": context.origin.get("file") or str(cfg.get("ckpt")),
+                  "timm_name": context.meta.get("timm_name"), "dataset": (context.data_cfg or {}).get("_target_"),
+                  "split": cfg.split, "git": (context.meta.get("git") or {}).get("commit")}
+        try:
+            run = SuiteRun(context.model, robustness=suite, report_robustness=robust, device=context.device,
+                           partial_dir=out_dir / "partial" if robust else None,
+                           channels_last=bool(cfg.channels_last), corruptions=context.corruption_suite(cfg),
+                           certification=CertificationSuite.from_config(
+                               OmegaConf.to_container(cfg.certify, resolve=True) if cfg.get("certify") is not None
+                               else None, seed=int(cfg.seed)),
+                           block=int(cfg.block_size))
+            reports = run_task_suites(run, context, cfg, program="trixai-eval", groups=GROUPS, split=str(cfg.split),
+                                      batch_size=int(cfg.batch_size), out_dir=out_dir, source=source,
+                                      progress=bool(cfg.progress))
+            if reports is not None:
+                log_reports(context.loggers, reports, out_dir)
+        finally:
+            finish_loggers(context.loggers)
     finally:
-        finish_loggers(context.loggers)
+        if sharded:
+            close_distributed()
+    if reports is None:  # a shard whose merge is another process's
+        return {}
     write_provenance(out_dir, "eval", config=config_record(cfg, context.data_cfg), model=context.origin,
                      dataset=(context.data_cfg or {}).get("_target_"))
     print(f"reports in {out_dir}; all results: {write_run_report(out_dir)}")

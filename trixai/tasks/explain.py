@@ -20,15 +20,18 @@ from trixai.data.images import IMAGE_SUFFIXES, read_image
 from trixai.render.html import try_write_run_report, write_run_report
 from trixai.suites.explanation import samples_needed
 from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun, run_suites
-from trixai.tasks.context import open_task, refuse_program_maps, split_targets
+from trixai.suites.runner import SuiteReports, SuiteRun, run_suites
+from trixai.tasks.context import TaskContext, open_task, refuse_program_maps, split_targets
 from trixai.tasks.loggers import finish_loggers, log_reports
 from trixai.tasks.provenance import config_record, write_provenance
 from trixai.tasks.quiet import quiet_third_party
+from trixai.tasks.sharding import check_shared_folder, close_distributed, distributed, run_task_suites, shard_of
 from trixai.xai import figures
 from trixai.xai.explainers import MapExplainer
 
 log = logging.getLogger(__name__)
+#: The config groups whose settings a shard's fingerprint holds.
+GROUPS = ("explainer", "explanation", "attack", "corruptions")
 
 
 def expand_inputs(inputs) -> list[Path]:
@@ -102,10 +105,37 @@ def run(cfg: DictConfig) -> dict:
                           "se_attention, tcav")
     explainer = instantiate(cfg.explainer)
     settings = OmegaConf.to_container(cfg.explanation, resolve=True)
-    context = open_task(cfg, "explain", with_dataset=cfg.inputs is None)
+    shard = shard_of(cfg)
+    if cfg.inputs is not None and (shard.count > 1 or shard.merge == "true"):
+        raise TrixaiError("inputs= explains a few files in one process: shard.count/shard.merge are for dataset splits")
+    sharded = distributed()
+    try:
+        context = open_task(cfg, "explain", with_dataset=cfg.inputs is None)
+        check_shared_folder(cfg, shard, context.run_dir)
+        reports = _explain(cfg, context, explainer, settings)
+    finally:
+        if sharded:
+            close_distributed()
+    if reports is None:  # a shard whose merge is another process's
+        return {}
+    out_dir = context.out_dir
+    metrics = reports.flat()
+    for key, value in metrics.items():
+        log.info("%s = %.4f", key, value)
+    write_provenance(out_dir, "explain", config=config_record(cfg, context.data_cfg), model=context.origin,
+                     dataset=(context.data_cfg or {}).get("_target_"))
+    print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")
+    if context.run_dir is not None:
+        try_write_run_report(context.run_dir)  # the run's page links this explanation
+    return metrics
+
+
+def _explain(cfg: DictConfig, context: TaskContext, explainer, settings: dict) -> SuiteReports | None:
+    """The explanation suite on the split (or this process's shard of it), or on the ``inputs`` files."""
     model, out_dir = context.model, context.out_dir
     refuse_program_maps(model)
     attack = instantiate(cfg.attack) if cfg.get("attack") else None
+    points = samples_needed(explainer, settings)
     try:
         if cfg.inputs is not None:
             if not isinstance(explainer, MapExplainer):
@@ -118,26 +148,24 @@ def run(cfg: DictConfig) -> dict:
                 log.info("%s: %s (%.1f%%)", row["file"], row["prediction"], 100 * row["confidence"])
             loader = [{k: torch.stack([s[k] for s in samples]) if k != "name" else [s[k] for s in samples]
                        for k in ("image", "target", "name")}]
-            settings["max_points"] = len(samples)
+            settings["max_points"] = points = len(samples)
+            suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=points)
+            suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer,
+                              explanation=settings, device=context.device, block=int(cfg.block_size))
+            reports = run_suites(suites, loader, out_dir, progress=False)
         else:
-            loader = context.loader(str(cfg.split), int(settings["batch_size"]))
-        points = samples_needed(explainer, settings)
-        # the stability attack runs on the explained points only, seeded as in every suite
-        suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed), max_points=points)
-        targets = None if cfg.inputs is not None else split_targets(context.bundle.split(str(cfg.split)))
-        suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer, explanation=settings,
-                          device=context.device, corruptions=context.corruption_suite(cfg, max_points=points),
-                          split_targets=targets, explain_only=True)
-        reports = run_suites(suites, loader, out_dir, progress=False)
-        log_reports(context.loggers, reports, out_dir)
+            # the stability attack runs on the explained points only (drawn stratified from the seed)
+            suite = RobustnessSuite.from_config(None, eval_attack=attack, seed=int(cfg.seed))
+            suites = SuiteRun(model, robustness=suite, report_robustness=False, explainer=explainer,
+                              explanation=settings, device=context.device,
+                              corruptions=context.corruption_suite(cfg, max_points=points),
+                              split_targets=split_targets(context.bundle.split(str(cfg.split))), explain_only=True,
+                              block=int(cfg.block_size))
+            reports = run_task_suites(suites, context, cfg, program="trixai-explain", groups=GROUPS,
+                                      split=str(cfg.split), batch_size=int(settings["batch_size"]), out_dir=out_dir,
+                                      source={}, progress=False)
+        if reports is not None:
+            log_reports(context.loggers, reports, out_dir)
     finally:
         finish_loggers(context.loggers)
-    metrics = reports.flat()
-    for key, value in metrics.items():
-        log.info("%s = %.4f", key, value)
-    write_provenance(out_dir, "explain", config=config_record(cfg, context.data_cfg), model=context.origin,
-                     dataset=(context.data_cfg or {}).get("_target_"))
-    print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")
-    if context.run_dir is not None:
-        try_write_run_report(context.run_dir)  # the run's page links this explanation
-    return metrics
+    return reports

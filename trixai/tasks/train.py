@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
@@ -22,11 +23,13 @@ from trixai.render.console import print_results
 from trixai.render.html import try_write_run_report
 from trixai.robust.corruptions.augment import CorruptionAugment
 from trixai.suites.corruption import CorruptionSuite
-from trixai.suites.robustness import RobustnessSuite
-from trixai.suites.runner import SuiteRun, run_suites
+from trixai.suites.robustness import RobustnessSuite, model_fingerprint
+from trixai.suites.runner import SuiteReports, SuiteRun
+from trixai.suites.shards import Shard, ShardView
 from trixai.tasks.context import dataset_name, split_targets
 from trixai.tasks.loggers import finish_loggers, log_reports
 from trixai.tasks.quiet import quiet_third_party
+from trixai.tasks.sharding import shard_then_merge
 from trixai.training.collapse import CollapseGuard
 from trixai.training.module import TrixModule
 from trixai.training.profiling import profile_model
@@ -76,7 +79,22 @@ def build_test_suites(cfg: DictConfig, module: TrixModule, dataset: str | None =
                     explainer=instantiate(cfg.explainer) if cfg.explainer else None,
                     explanation=plain.get("explanation"), channels_last=cfg.channels_last,
                     corruptions=CorruptionSuite.from_config(plain.get("corruptions"), dataset=dataset, seed=cfg.seed),
-                    split_targets=targets)
+                    split_targets=targets, block=int(cfg.block_size))
+
+
+def _sharded_test_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDataModule, trainer: L.Trainer,
+                         dataset: str | None, targets, run_dir: Path, source: dict) -> SuiteReports | None:
+    """Under DDP: each rank runs the suites on its shard of the test split (whole blocks, round-robin) and rank
+    zero merges the records into the reports one process would write (returns them on rank zero)."""
+    suites = build_test_suites(cfg, module, dataset, targets)
+    shard, block = Shard(trainer.world_size, trainer.global_rank, "false"), int(cfg.block_size)
+    test = datamodule.bundle.test
+    loader = DataLoader(ShardView(test, shard.indices(len(test), block)), batch_size=datamodule.eval_batch_size,
+                        shuffle=False)
+    print_ = {"model": model_fingerprint(module.model), "points": len(test), "block_size": block,
+              "shards": shard.count}
+    return shard_then_merge(suites, loader, shard, run_dir, print_, lambda i: f"the whole job (rank {i} failed)",
+                            block, source, progress=False)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -111,8 +129,8 @@ def train(cfg: DictConfig) -> dict:
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
         score = checkpoint.best_model_score if best else None  # None without a monitor (Lightning's default callback)
         test = {}
-        # one process: the test loop drives the suites (each test batch attacked once); under DDP each rank sees a
-        # shard, so the test loop scores the evaluation attack alone and rank zero runs the suites on the whole set
+        # one process: the test loop drives the suites (each test batch attacked once); under DDP the test loop
+        # scores the evaluation attack alone, then every rank runs the suites on its shard and rank zero merges
         single = trainer.world_size == 1
         dataset = _dataset_name(cfg)
         if cfg.test:
@@ -133,14 +151,14 @@ def train(cfg: DictConfig) -> dict:
         guard = next((c for c in trainer.callbacks if isinstance(c, CollapseGuard)), None)
         if guard is not None and guard.history:
             metrics["collapse_guard"] = {"history": guard.history, "collapse": guard.collapse}
-        if trainer.is_global_zero:
-            if cfg.test:
-                source = {"run_dir": str(run_dir)}
-                suites = module.test_suites if single else build_test_suites(cfg, module, dataset, targets)
-                reports = (suites.finish(run_dir, source=source) if single else
-                           run_suites(suites, datamodule.test_dataloader(), run_dir, progress=False, source=source))
+        if cfg.test:
+            source = {"run_dir": str(run_dir)}
+            reports = (module.test_suites.finish(run_dir, source=source) if single else
+                       _sharded_test_suites(cfg, module, datamodule, trainer, dataset, targets, run_dir, source))
+            if trainer.is_global_zero:
                 log_reports(loggers, reports, run_dir)
                 metrics["extra"] = reports.flat() | reports.intervals()  # <metric>_ci95 beside the suites' metrics
+        if trainer.is_global_zero:
             if cfg.profile:
                 metrics["profile"] = profile_model(module.model, device=module.device, **cfg.profile)
         module.meta["metrics"] = metrics
