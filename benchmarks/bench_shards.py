@@ -45,8 +45,9 @@ def export_run(folder: Path, model_name: str, size: int, points: int) -> Path:
     bundle = SyntheticLesions(**{k: v for k, v in dataset.items() if k != "_target_"}).load()
     model = create_model(model_name, 7, class_names=list(bundle.info.class_names), resolution=size, pretrained=False)
     run = folder / "run"
-    export_model(model, run, model_metadata(model, config={"model": {"name": model_name, "resolution": size},
-                                                          "dataset": dataset}, seed=0))
+    config = {"model": {"_target_": "trixai.models.create_model", "name": model_name, "resolution": size},
+              "dataset": dataset}
+    export_model(model, run, model_metadata(model, config=config, seed=0))
     return run
 
 

@@ -230,3 +230,13 @@ def test_trades_gradient_stays_finite_when_clean_softmax_underflows():
     assert (F.softmax(out.logits, dim=1) == 0).any()
     grads = torch.autograd.grad(out.loss, list(model.parameters()))
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_an_experiment_key_for_another_objective_is_named_with_how_to_drop_it(compose_cfg):
+    from trixai.tasks.train import _objective
+
+    with pytest.raises(TrixaiError, match=r"objective=standard takes no objective\.adversary_mode .*"
+                                          r"~objective\.adversary_mode"):
+        _objective(compose_cfg("experiment=demo", "objective=standard"))
+    assert _objective(compose_cfg("experiment=demo", "objective=gaussian_noise", "~objective.adversary_mode")).sigma == 0.25
+    assert _objective(compose_cfg("experiment=demo")).adversary_mode == "eval"  # Fast-AT takes it

@@ -99,7 +99,7 @@ def test_rerun_resumes_from_partial_results(trained, tmp_path):
               "masking": None}
     first = evaluate_robustness(model, loader, **kwargs)
     assert first["resumed_batches"] == 0
-    files = sorted(tmp_path.glob("pgd3_*_b*.pt"))
+    files = sorted(tmp_path.glob("*/pgd3_*_b*.pt"))  # in the folder of this evaluation's fingerprint
     assert len(files) == 2
     files[1].unlink()  # an interrupted run: one batch missing
     second = evaluate_robustness(model, loader, **kwargs)

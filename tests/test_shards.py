@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from trixai.core.errors import TrixaiError
+from trixai.core.records import Records
 from trixai.data.synthetic import SyntheticLesions
 from trixai.models import create_model
 from trixai.models.export import export_model, model_metadata
-from trixai.suites.shards import Shard, differences
+from trixai.suites.shards import Shard, claim_merge, differences, finish_shard, unfinished
 from trixai.tasks.eval import evaluate
 from trixai.tasks.explain import run as explain
 
@@ -122,9 +123,20 @@ def test_shard_config_errors_name_the_key(compose_cfg, run_dir):
         _eval(compose_cfg, run_dir, "bad", "shard.count=2", "shard.index=2")
     with pytest.raises(TrixaiError, match="shard.merge='maybe': allowed are auto, true, false"):
         Shard(2, 0, "maybe")
+    with pytest.raises(TrixaiError, match="shard.merge=true needs the number of shards to merge: shard.count"):
+        _eval(compose_cfg, run_dir, "bad", "shard.merge=true")
     cfg = compose_cfg(f"ckpt={run_dir}", *EVAL, "shard.count=2", config_name="eval", tiny=False)
     with pytest.raises(TrixaiError, match="name the evaluation on the command line"):
         evaluate(cfg)
+
+
+def test_a_finished_shard_of_an_earlier_evaluation_does_not_count_as_finished(tmp_path):
+    for i, seed in ((0, 0), (1, 1)):  # shard 1 was left by an evaluation with another seed
+        finish_shard(Shard(2, i).folder(tmp_path), {}, {"seed": seed}, started=0.0, points=4)
+    assert unfinished(tmp_path, 2) == [] and unfinished(tmp_path, 2, {"seed": 0}) == [1]
+    assert not claim_merge(tmp_path, 2, {"seed": 0})
+    finish_shard(Shard(2, 1).folder(tmp_path), {}, {"seed": 0}, started=0.0, points=4)
+    assert claim_merge(tmp_path, 2, {"seed": 0}) and not claim_merge(tmp_path, 2, {"seed": 0})  # one claim per set
 
 
 def test_shards_deal_whole_blocks_round_robin():
@@ -156,6 +168,12 @@ def test_a_crashed_evaluation_reuses_its_finished_blocks(compose_cfg, run_dir, c
     _eval(compose_cfg, run_dir, "crash", "batch_size=8", "shard.count=2", "shard.index=1")
     _eval(compose_cfg, run_dir, "whole", "batch_size=8")
     assert _reports(run_dir / "evals" / "crash") == _reports(run_dir / "evals" / "whole")
+    # the fragile images of the reused blocks were saved with them: the same figure's points and images
+    fragile = [Records.load(run_dir / "evals" / name / "records" / "robustness_fragile.safetensors")
+               for name in ("crash", "whole")]
+    assert torch.equal(fragile[0].index, fragile[1].index)
+    assert any(int(i) // 8 in (0, 2) for i in fragile[0].index)  # kept from a block the rerun reused
+    assert torch.equal(fragile[0]["adversarial"], fragile[1]["adversarial"])
 
 
 #: One thread per worker everywhere: float sums on the CPU depend on the thread count (joblib's workers get one).
@@ -201,12 +219,12 @@ def test_kill_9_of_a_shard_then_rerun_equals_an_uninterrupted_run(run_dir, tmp_p
     partial = run_dir / "evals" / "killed" / "partial"
     shard = _cli("eval", *shard_0, cwd=tmp_path)
     deadline = time.monotonic() + 300
-    while not list(partial.glob("autoattack*_b000000.pt")) and shard.poll() is None and time.monotonic() < deadline:
+    while not list(partial.glob("*/autoattack*_b000000.pt")) and shard.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert shard.poll() is None, shard.stdout.read()[-3000:]
     os.kill(shard.pid, signal.SIGKILL)
     shard.wait()
-    saved = len(list(partial.glob("clean_b*.pt")))
+    saved = len(list(partial.glob("*/clean_b*.pt")))
     assert 1 <= saved < 3  # shard 0 holds blocks 0, 2 and 4 of the 40 points
     rerun = _cli("eval", *shard_0, cwd=tmp_path)
     output = rerun.communicate(timeout=600)[0]

@@ -218,3 +218,21 @@ def test_explained_points_are_stratified_by_class_and_seeded():
     multilabel = torch.tensor([[1.0, 0.0]] * 6 + [[1.0, 1.0]] * 2 + [[0.0, 0.0]] * 2)  # strata: rarest positive label
     assert torch.bincount(torch.tensor([0] * 6 + [1] * 2 + [2] * 2)[stratified_points(multilabel, 5, 0)]).tolist() \
         == [3, 1, 1]
+
+
+@pytest.mark.filterwarnings("ignore:AUROC/AUPRC undefined")
+def test_points_the_robustness_pass_did_not_attack_get_no_stability(tmp_path, lesions, model):
+    """The test phase explains points drawn over the whole split, the robustness suite may stop at max_points: the
+    explained points beyond it keep their other metrics, and their stability is NaN (left out of the mean)."""
+    targets = torch.as_tensor(np.asarray(lesions.test.targets))
+    suite = RobustnessSuite.from_config({"attacks": ["clean"], "eps": [8 / 255], "max_points": 5, "masking": None},
+                                        eval_attack=PGD(steps=1))
+    lean = {**SMALL["metrics"], "faithfulness": ["rise"], "sanity": False, "manipulation": {"points": 0}}
+    run_ = SuiteRun(model, robustness=suite, explainer=GradCAM(layer="mid"), block=4,
+                    explanation={**SMALL, "max_points": 10, "metrics": lean}, split_targets=targets)
+    run_suites(run_, DataLoader(lesions.test, batch_size=3), tmp_path, progress=False)
+    report = json.loads((tmp_path / "explanations.json").read_text())
+    explained = run_.explain.records().index
+    assert report["n_samples"] == 10 and bool((explained >= 5).any())
+    assert report["metrics"]["stability_ssim"]["n"] == int((explained < 5).sum())
+    assert report["metrics"]["deletion_auc_rise"]["n"] == 10

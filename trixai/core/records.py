@@ -76,7 +76,11 @@ class Records:
         fields = {name: torch.cat([p.fields[name] for p in parts])[order] for name in parts[0].fields}
         if meta is None:
             meta = merged_meta([p.meta for p in parts])
-            if all(len(p.meta.get("names") or []) == len(p) for p in parts):
+            named = [len(p.meta.get("names") or []) == len(p) for p in parts]
+            if any(named) and not all(named):
+                raise TrixaiError("records to merge name their points in some parts only (a part's meta 'names' "
+                                  "does not match its points)")
+            if all(named):
                 names = [n for p in parts for n in p.meta["names"]]
                 meta["names"] = [names[i] for i in order.tolist()]
         return cls(index, fields, dict(meta))

@@ -166,24 +166,15 @@ def _figures(directory: Path, paths: Sequence[str]) -> list[dict]:
                         for rel in paths) if f is not None]
 
 
-def _robustness(directory: Path) -> tuple[RobustnessReport | None, dict | None]:
-    data = _read(directory / "robustness.json")
+def _typed(directory: Path, name: str, kind: type, view) -> tuple[object | None, dict | None]:
+    """The typed report in ``directory/name`` and its view with the figures inlined (None, None when absent)."""
+    data = _read(directory / name)
     if not data:
         return None, None
-    report = RobustnessReport.from_json(data)
-    view = robustness_view(report)
-    view["figures"] = _figures(directory, report.figures)
-    return report, view
-
-
-def _corruptions(directory: Path) -> tuple[CorruptionReport | None, dict | None]:
-    data = _read(directory / "corruptions.json")
-    if not data:
-        return None, None
-    report = CorruptionReport.from_json(data)
-    view = corruption_view(report)
-    view["figures"] = _figures(directory, report.figures)
-    return report, view
+    report = kind.from_json(data)
+    shown = view(report)
+    shown["figures"] = _figures(directory, report.figures)
+    return report, shown
 
 
 def _certification(directory: Path) -> dict | None:
@@ -303,8 +294,8 @@ def run_context(directory: str | Path) -> dict:
     model_meta = _read(directory / "model.json")
     provenance = _read(directory / "provenance.json")
     metrics = _read(directory / "metrics.json")
-    robustness_report, robustness = _robustness(directory)
-    corruptions_report, corruptions = _corruptions(directory)
+    robustness_report, robustness = _typed(directory, "robustness.json", RobustnessReport, robustness_view)
+    corruptions_report, corruptions = _typed(directory, "corruptions.json", CorruptionReport, corruption_view)
     explanations = _explanations(directory)
     certification = _certification(directory)
     profile = (metrics or {}).get("profile") or _read(directory / "profile.json")

@@ -578,11 +578,17 @@ def _explain_points(model: nn.Module, samples: Samples, explainer: MapExplainer,
         localization, variants["pointing_game"] = _localization(maps, *located, metrics_cfg, samples.pixel_scale)
         values.update(localization)
     maps_adv = None
-    if adversarial is not None and attack is not None and metrics_cfg.stability:
-        stability, maps_adv = _stability(model, explainer, x, labels, result, adversarial, attack, mode, cfg,
-                                         noise_seed)
+    if attack is not None and metrics_cfg.stability:
+        if adversarial is not None:
+            stability, maps_adv = _stability(model, explainer, x, labels, result, adversarial, attack, mode, cfg,
+                                             noise_seed)
+            variants["attack"] = dict(attack)
+        else:  # points the robustness pass did not attack (beyond its max_points): the fields stay, as NaN
+            keys = ["stability_ssim", "stability_spearman"]
+            keys += ["noise_ssim", "noise_spearman"] if attack.get("eps") and attack.get("norm", "linf") == "linf" else []
+            stability = {k: torch.full((len(x),), float("nan"), dtype=torch.float64) for k in keys}
+            maps_adv = torch.full_like(maps, float("nan"))
         values.update(stability)
-        variants["attack"] = dict(attack)
     if corrupted and metrics_cfg.stability:
         values.update(_corruption_stability(model, explainer, x, labels, result, corrupted, mode, cfg))
     manipulated = None

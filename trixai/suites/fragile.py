@@ -66,15 +66,28 @@ class FragileImages:
         self.k, self.task = int(k), task
         self.kept: list[_Kept] = []
 
+    def _drops(self, batch: PointBatch, clean_logits: Tensor, adversarial_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Each point's fragility and whether the clean model gets it right."""
+        clean_logits, adversarial_logits = clean_logits.float().cpu(), adversarial_logits.float().cpu()
+        target = masked_targets(batch.target, batch.label_mask).cpu()
+        drop = (target_probability(clean_logits, target, self.task)
+                - target_probability(adversarial_logits, target, self.task))
+        return drop, ~is_fooled(clean_logits, target)
+
+    def candidates(self, batch: PointBatch, clean_logits: Tensor, adversarial_logits: Tensor) -> Tensor:
+        """The rows of the batch's own top ``k`` (the split's top ``k`` is among the blocks' top ``k``)."""
+        drop, right = self._drops(batch, clean_logits, adversarial_logits)
+        rows = right.nonzero().flatten().tolist()
+        rows.sort(key=lambda r: (-float(drop[r]), int(batch.index[r])))
+        return torch.tensor(rows[: self.k], dtype=torch.long)
+
     def add(self, batch: PointBatch, x: Tensor, x_adv: Tensor, clean_logits: Tensor, adversarial_logits: Tensor) -> None:
         """Offer the points of one batch (CPU tensors)."""
         if self.k <= 0:
             return
         clean_logits, adversarial_logits = clean_logits.float().cpu(), adversarial_logits.float().cpu()
         target = masked_targets(batch.target, batch.label_mask).cpu()
-        drop = (target_probability(clean_logits, target, self.task)
-                - target_probability(adversarial_logits, target, self.task))
-        right = ~is_fooled(clean_logits, target)
+        drop, right = self._drops(batch, clean_logits, adversarial_logits)
         names = batch.name or tuple(str(int(i)) for i in batch.index)
         for row in right.nonzero().flatten().tolist():
             self.kept.append(_Kept(float(drop[row]), int(batch.index[row]), names[row], target[row], x[row].clone(),

@@ -1,7 +1,8 @@
-"""Resumable evaluation: per-batch results saved atomically, reused by a rerun with the same fingerprint."""
+"""Resumable evaluation: per-block results saved atomically, reused by a rerun with the same fingerprint."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,24 +19,26 @@ MANIFEST = "manifest.json"
 
 
 class PartialResults:
-    """A folder of ``<key>.pt`` files plus a manifest holding the fingerprint of the evaluation.
-
-    A different fingerprint (other model weights, data or settings) discards the folder's old results.
+    """A folder of ``<key>.pt`` files plus a manifest holding the fingerprint of the evaluation, in a subfolder of
+    ``directory`` named after the fingerprint: processes of one evaluation (shards) share it, and results of
+    another evaluation (other model weights, data or settings) are never read; their folders are removed.
     ``directory=None`` keeps nothing (every lookup misses).
     """
 
     def __init__(self, directory: str | Path | None, fingerprint: dict) -> None:
-        self.directory = Path(directory) if directory is not None else None
         self.reused = 0
-        if self.directory is None:
+        if directory is None:
+            self.directory = None
             return
-        manifest = self.directory / MANIFEST
-        if manifest.exists() and json.loads(manifest.read_text()) != fingerprint:
-            log.warning("%s: partial results from another evaluation (fingerprint differs); starting over",
-                        self.directory)
-            shutil.rmtree(self.directory)
+        blob = json.dumps(fingerprint, sort_keys=True, default=str).encode()
+        self.directory = Path(directory) / hashlib.sha256(blob).hexdigest()[:16]
+        stale = [p.parent for p in Path(directory).glob(f"*/{MANIFEST}") if p.parent != self.directory]
+        if stale:
+            log.warning("%s: partial results of another evaluation (fingerprint differs) removed", directory)
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(manifest, fingerprint)
+        atomic_write_json(self.directory / MANIFEST, fingerprint)
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None

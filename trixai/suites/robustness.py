@@ -183,12 +183,13 @@ class RobustnessSuite(RobustnessSettings):
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, partial_dir: str | Path | None = None,
               channels_last: bool = False, checks: bool = True, only: Tensor | None = None,
-              block_size: int | None = None) -> RobustnessPass:
+              block_size: int | None = None, data: Mapping | None = None) -> RobustnessPass:
         """A pass of the suite over batches of ``model``'s inputs ([0, 1] images); ``checks=False`` when no
         report will be written (the zero-gradient probe, a forward and backward per batch, is skipped);
-        ``only``: just these split indices; ``block_size``: the points per block (saved results are per block)."""
+        ``only``: just these split indices; ``block_size``: the points per block (saved results are per block);
+        ``data``: what identifies the data (dataset config, split) in the saved results' fingerprint."""
         return RobustnessPass(self, model, device=device, partial_dir=partial_dir, channels_last=channels_last,
-                              checks=checks, only=only, block_size=block_size)
+                              checks=checks, only=only, block_size=block_size, data=data)
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -234,14 +235,15 @@ class RobustnessPass(SuitePass):
 
     def __init__(self, suite: RobustnessSuite, model: nn.Module, *, device: torch.device | str | None,
                  partial_dir: str | Path | None, channels_last: bool, checks: bool = True,
-                 only: Tensor | None = None, block_size: int | None = None) -> None:
+                 only: Tensor | None = None, block_size: int | None = None, data: Mapping | None = None) -> None:
         super().__init__(model, max_points=suite.max_points, device=device, channels_last=channels_last)
         self.suite, self.checks = suite, checks
         self.only = None if only is None else torch.as_tensor(only, dtype=torch.long)
         fingerprint = None
         if partial_dir is not None:
-            fingerprint = {"format": "trixai-partial/3", "model": model_fingerprint(model),
-                           "max_points": suite.max_points, "seed": suite.seed, "block_size": block_size}
+            fingerprint = {"format": "trixai-partial/4", "model": model_fingerprint(model), "data": dict(data or {}),
+                           "max_points": suite.max_points, "seed": suite.seed, "block_size": block_size,
+                           "channels_last": bool(channels_last), "device": self.device.type if self.device else None}
         self.partial = PartialResults(partial_dir, fingerprint or {})
         self.probe = None if suite.masking is None else AttackRun("masking", probe_attack(suite.masking))
         self.model_checks: list[dict] = []  # AutoAttack's checks on the model, run on the first batch
@@ -276,8 +278,8 @@ class RobustnessPass(SuitePass):
                 logits, x_adv = self._attack(b, run, x, y, y_dev, fields)
                 if run is self.suite.primary:
                     result.eval_logits, result.eval_images = logits.to(self.device), x_adv
-                if run is self.suite.fragility_run and x_adv is not None:
-                    self.fragile.add(batch, x.cpu(), x_adv.cpu(), clean, logits)
+                if run is self.suite.fragility_run:
+                    self._fragile(b, run, batch, x, x_adv, clean, logits)
             if self.probe is not None:
                 self._probe(b, batch.index, x, y, y_dev, fields)
         self.builder.add(batch.index, fields)
@@ -311,10 +313,12 @@ class RobustnessPass(SuitePass):
             self.zero_gradient_blocks += int(bool(cached["zero_grad"].all()))
         return cached["logits"]
 
-    def _run(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+    def _run(self, b: int, run: AttackRun, x: Tensor, y: Tensor, y_dev: Tensor, *, key: str | None = None
+             ) -> tuple[dict[str, Tensor], Tensor | None]:
         """One attack run on the batch (or its saved result): logits (absent when AutoAttack's loss pass is off),
         accuracy logits, L-inf sizes, seconds."""
-        cached = self.partial.load(f"{run.key}_b{b:06d}")
+        key = f"{key or run.key}_b{b:06d}"
+        cached = self.partial.load(key)
         x_adv = None
         if cached is None:
             cached = {}
@@ -338,8 +342,28 @@ class RobustnessPass(SuitePass):
                 with torch.no_grad():
                     cached["logits"] = self.model(x_adv).cpu()
             cached |= {"linf": linf.cpu(), "seconds": torch.tensor(elapsed)}
-            self.partial.save(f"{run.key}_b{b:06d}", cached)
+            self.partial.save(key, cached)
         return cached, x_adv
+
+    def _fragile(self, b: int, run: AttackRun, batch: PointBatch, x: Tensor, x_adv: Tensor | None, clean: Tensor,
+                 logits: Tensor) -> None:
+        """Offer the block's most fragile points to the running top-k; their adversarial images are saved with the
+        block's results, so a resumed run keeps the same figure without attacking again."""
+        if self.fragile.k <= 0:
+            return
+        rows = self.fragile.candidates(batch, clean, logits)
+        key = f"{run.key}_fragile_b{b:06d}"
+        if x_adv is not None:
+            images = x_adv[rows.to(x_adv.device)].cpu()
+            self.partial.save(key, {"rows": rows, "images": images})
+        else:
+            saved = self.partial.load(key)
+            if saved is None or not torch.equal(saved["rows"], rows):
+                raise TrixaiError(f"the saved results of block {b} lack its fragile images: remove {self.partial.directory}"
+                                  " and rerun")
+            images = saved["images"]
+        self.fragile.add(batch.take(rows), x[rows.to(x.device)].cpu(), images, clean[rows.to(clean.device)],
+                         logits[rows.to(logits.device)])
 
     def run_seed(self, run: AttackRun, block: int) -> int:
         """The seed of ``run``'s random draws on a block of points: (suite seed, attack, eps, block), so batch
@@ -366,7 +390,8 @@ class RobustnessPass(SuitePass):
         seconds = torch.zeros(len(y))
         if bool(probed.any()):
             rows = probed.nonzero().flatten()
-            cached, _ = self._run(b, self.probe, x[rows.to(x.device)], y[rows], y_dev[rows.to(y_dev.device)])
+            cached, _ = self._run(b, self.probe, x[rows.to(x.device)], y[rows], y_dev[rows.to(y_dev.device)],
+                                  key=f"{self.probe.key}_p{self.suite.masking.points}")
             logits[rows] = cached["logits"].float()
             seconds[rows] = _per_point(cached["seconds"], len(rows)).float()
         fields |= {"masking/logits": logits, "masking/probed": probed, "masking/seconds": seconds}

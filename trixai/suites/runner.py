@@ -71,7 +71,8 @@ class SuiteRun:
     explanations; with ``explain_only`` it attacks just the explained points). ``explainer`` + ``explanation``
     (the ``explanation`` group): explain points of the split, drawn stratified by class from the seed when
     ``split_targets`` (the targets of the whole split, in order) are given, else the first ones.
-    ``partial_dir``: resumable robustness results per block (``trixai-eval``). ``corruptions``: the corruption
+    ``partial_dir``: resumable robustness results per block (``trixai-eval``; ``data``, e.g. the dataset config
+    and split, joins their fingerprint). ``corruptions``: the corruption
     suite on every block; the explanation suite then also compares maps of the explained points clean and corrupted.
     ``certification``: randomized smoothing's certified radii (``trixai-eval certify=smoothing``). ``block``: points
     per block, the unit of computation and of random draws (results depend on it, never on the loader's batch
@@ -83,7 +84,7 @@ class SuiteRun:
                  device: torch.device | str | None = None, partial_dir: str | Path | None = None,
                  channels_last: bool = False, corruptions: CorruptionSuite | None = None,
                  certification: CertificationSuite | None = None, split_targets: Tensor | None = None,
-                 block: int = BLOCK, explain_only: bool = False) -> None:
+                 block: int = BLOCK, explain_only: bool = False, data: Mapping | None = None) -> None:
         if int(block) < 1:
             raise TrixaiError(f"block_size={block}: expected a positive number of points")
         self.model, self.robustness, self.report_robustness = model, robustness, report_robustness
@@ -103,7 +104,7 @@ class SuiteRun:
                                            device=device, points=points, gallery=gallery, seed=robustness.seed)
         self.robust = robustness.start(model, device=device, partial_dir=partial_dir, channels_last=channels_last,
                                        checks=report_robustness, only=points if explain_only else None,
-                                       block_size=self.block)
+                                       block_size=self.block, data=data)
         corrupt = None if corruptions is None else corruptions.start(model, device=device, channels_last=channels_last)
         certify = None if certification is None else certification.start(model, device=device)
         self.passes: list[SuitePass] = [p for p in (corrupt, certify) if p is not None]

@@ -124,16 +124,24 @@ def finish_shard(folder: Path, parts: Mapping[str, Records], fingerprint: Mappin
     return done
 
 
-def unfinished(out_dir: str | Path, count: int) -> list[int]:
-    """The shards of ``count`` without a ``done.json``."""
-    return [i for i in range(count) if not (Shard(count, i).folder(out_dir) / DONE).is_file()]
+def unfinished(out_dir: str | Path, count: int, fingerprint: Mapping | None = None) -> list[int]:
+    """The shards of ``count`` without a ``done.json`` (with ``fingerprint``: or with one of another evaluation,
+    e.g. left by an earlier run into the same folder)."""
+    def finished(i: int) -> bool:
+        done = Shard(count, i).folder(out_dir) / DONE
+        if not done.is_file():
+            return False
+        return fingerprint is None or json.loads(done.read_text()).get("fingerprint") == json.loads(
+            json.dumps(dict(fingerprint), default=str))
+
+    return [i for i in range(count) if not finished(i)]
 
 
-def claim_merge(out_dir: str | Path, count: int) -> bool:
-    """Claim the merge of the ``count`` shards once all are finished: creating the claim file (named after the
-    finished set: a rerun shard makes a new set) is atomic, so among shards that finish together exactly one
-    merges, with no lock held."""
-    if unfinished(out_dir, count):
+def claim_merge(out_dir: str | Path, count: int, fingerprint: Mapping) -> bool:
+    """Claim the merge of the ``count`` shards once all are finished (with this ``fingerprint``): creating the
+    claim file (named after the finished set: a rerun shard makes a new set) is atomic, so among shards that
+    finish together exactly one merges, with no lock held."""
+    if unfinished(out_dir, count, fingerprint):
         return False
     stamps = [str(json.loads((Shard(count, i).folder(out_dir) / DONE).read_text()).get("finished"))
               for i in range(count)]

@@ -210,7 +210,7 @@ class TaskContext:
         return loader
 
     def corruption_suite(self, cfg: DictConfig, *, max_points: int | None = None) -> CorruptionSuite | None:
-        """The ``corruptions`` group's suite (None when off); ``max_points`` caps it (the explained points)."""
+        """The ``corruptions`` group's suite (None when off); ``max_points``: the split's first points only."""
         if cfg.get("corruptions") is None:
             return None
         settings = OmegaConf.to_container(cfg.corruptions, resolve=True)

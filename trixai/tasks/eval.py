@@ -51,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                            certification=CertificationSuite.from_config(
                                OmegaConf.to_container(cfg.certify, resolve=True) if cfg.get("certify") is not None
                                else None, seed=int(cfg.seed)),
-                           block=int(cfg.block_size))
+                           block=int(cfg.block_size), data={"dataset": context.data_cfg, "split": str(cfg.split)})
             reports = run_task_suites(run, context, cfg, program="trixai-eval", groups=GROUPS, split=str(cfg.split),
                                       batch_size=int(cfg.batch_size), out_dir=out_dir, source=source,
                                       progress=bool(cfg.progress))

@@ -41,7 +41,12 @@ def distributed() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():  # each process its GPU, before NCCL binds the default one
+            device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return True
 
 
@@ -114,7 +119,11 @@ def run_task_suites(run: SuiteRun, context: TaskContext, cfg: DictConfig, *, pro
     points = len(context.bundle.split(split))
     print_ = fingerprint(context, cfg, split, points, block, shard, groups)
     rerun = rerun_command(program, shard)
-    if shard.merge == "true" and not dist.is_initialized():
+    if shard.merge == "true":
+        if dist.is_initialized():
+            raise TrixaiError("shard.merge=true merges shards run separately; under torchrun rank zero merges by itself")
+        if shard.count == 1:
+            raise TrixaiError("shard.merge=true needs the number of shards to merge: shard.count=<N>")
         return merge(run, out_dir, shard.count, print_, rerun, block, source)
     loader = shard_loader(context, split, batch_size, shard, block)
     return shard_then_merge(run, loader, shard, out_dir, print_, rerun, block, source, progress)
@@ -133,10 +142,12 @@ def shard_then_merge(run: SuiteRun, loader: DataLoader, shard: Shard, out_dir: P
              done["seconds"], run.robust.reused_blocks)
     if dist.is_initialized():
         dist.barrier()
-        return merge(run, out_dir, shard.count, print_, rerun, block, source) if dist.get_rank() == 0 else None
-    if shard.merge == "auto" and claim_merge(out_dir, shard.count):
+        if dist.get_rank() == 0 and shard.merge != "false":
+            return merge(run, out_dir, shard.count, print_, rerun, block, source)
+        return None
+    if shard.merge == "auto" and claim_merge(out_dir, shard.count, print_):
         return merge(run, out_dir, shard.count, print_, rerun, block, source)
-    waiting = unfinished(out_dir, shard.count)
+    waiting = unfinished(out_dir, shard.count, print_)
     log.info("shard %s finished; %s", shard.label,
              f"waiting for shards {waiting} (the last to finish merges)" if waiting else "another shard merges")
     return None

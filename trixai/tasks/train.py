@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import inspect
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -41,7 +42,7 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
     model = instantiate(cfg.model, num_classes=info.num_classes, class_names=list(info.class_names),
                         task=info.task, in_chans=info.in_chans)
     return TrixModule(
-        model, instantiate(cfg.objective),
+        model, _objective(cfg),
         attack=instantiate(cfg.attack) if cfg.attack else None,
         eval_attack=instantiate(cfg.eval_attack) if cfg.eval_attack else None,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
@@ -51,6 +52,19 @@ def build_module(cfg: DictConfig, datamodule: TrixDataModule) -> TrixModule:
         corruption_augment=CorruptionAugment.from_config(datamodule.corruption_augment,
                                                          dataset=_dataset_name(cfg)),
     )
+
+
+def _objective(cfg: DictConfig):
+    """The ``objective`` group's target; a key it does not take (e.g. an experiment's ``objective.adversary_mode``
+    under an objective without an adversary) is named, with how to drop it."""
+    target = get_class(cfg.objective._target_)
+    accepted = set(inspect.signature(target).parameters)
+    unknown = [key for key in cfg.objective if not str(key).startswith("_") and key not in accepted]
+    if unknown:
+        raise TrixaiError(f"objective={getattr(target, 'name', target.__name__)} takes no objective.{unknown[0]} "
+                          f"(its keys: {sorted(accepted) or 'none'}); an experiment may set it for another objective: "
+                          f"drop it with ~objective.{unknown[0]}")
+    return instantiate(cfg.objective)
 
 
 def _dataset_name(cfg: DictConfig) -> str | None:
