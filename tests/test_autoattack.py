@@ -8,6 +8,7 @@ from robust_helpers import blobs, fit, small_cnn
 from scipy.optimize import linprog
 from torch import nn
 
+from trixai.core.errors import TrixaiError
 from trixai.robust.attacks import APGD, APGDT, FABT, AutoAttack, Square
 from trixai.robust.attacks.apgd import checkpoint_periods, halve_step
 from trixai.robust.attacks.autoattack import CLEAN_WRONG, ROBUST
@@ -15,6 +16,7 @@ from trixai.robust.attacks.fab import project_linf_hyperplane_box
 from trixai.robust.attacks.margins import margin
 from trixai.robust.attacks.pgd import random_start
 from trixai.robust.attacks.square import square_fraction
+from trixai.robust.losses import attack_loss, expected_hamming_loss
 
 EPS = 8 / 255
 SHAPE = (3, 4, 4)
@@ -403,3 +405,24 @@ def test_autoattack_loss_pass_runs_the_loss_maximisers_on_every_point():
         for adv in candidates:  # every point attacked, clean-wrong ones included: the loss never falls below clean
             assert (adv - x).abs().max() <= EPS + 1e-6 and not torch.equal(adv, x)
             assert bool((nn.functional.cross_entropy(model(adv), y, reduction="none") >= clean - 1e-6).all())
+
+
+def test_expected_hamming_loss_is_the_mean_wrong_side_probability_over_kept_labels():
+    logits = torch.tensor([[2.0, -1.0, 0.0], [0.5, 3.0, -2.0]])
+    target = torch.tensor([[1.0, 1.0, 0.0], [0.0, -1.0, 1.0]])  # -1: an ignored label
+    sig = torch.sigmoid
+    expected = torch.stack([(sig(torch.tensor(-2.0)) + sig(torch.tensor(1.0)) + sig(torch.tensor(0.0))) / 3,
+                            (sig(torch.tensor(0.5)) + sig(torch.tensor(2.0))) / 2])
+    assert torch.allclose(expected_hamming_loss(logits, target), expected)
+    assert torch.allclose(attack_loss(logits, target), expected)  # multi-label outputs are ranked by it
+    with pytest.raises(TrixaiError, match="'hamming' is the multi-label loss"):
+        APGD(eps=EPS, steps=2, loss="hamming")(small_cnn(3).eval(), torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
+
+
+def test_multilabel_loss_pass_moves_every_label_not_only_the_flipped_ones():
+    """BCE grows without bound on a flipped label, so its maximiser keeps pushing those; the loss pass maximises
+    the expected Hamming loss instead, whose optimum puts every label on its wrong side."""
+    attack = AutoAttack(eps=EPS, steps=5, targets=2, queries=10)
+    assert [(a.name, a.full_budget) for a in attack.loss_maximisers(4, multilabel=True)] == \
+        [("apgd-hamming", True), ("apgd-t", True)]
+    assert [a.name for a in attack.loss_maximisers(4, multilabel=False)][0] == "apgd-ce"

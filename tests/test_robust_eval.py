@@ -12,6 +12,7 @@ import torch
 from robust_helpers import blobs, fit, small_cnn
 from torch.utils.data import DataLoader, TensorDataset
 
+from trixai.core import catalogue
 from trixai.core.errors import TrixaiError
 from trixai.core.metrics import UndefinedMetricWarning
 from trixai.robust.registry import create_attack
@@ -234,3 +235,19 @@ def test_report_tables_are_well_formed_with_and_without_attacks(evaluation, trai
     for markdown in (clean_only, (evaluation[2] / "robustness.md").read_text()):
         widths = _table_widths(markdown)
         assert widths and all(len(w) == 1 for w in widths), widths
+
+
+def test_the_worst_case_is_no_better_than_any_attack_on_any_metric(evaluation):
+    """Accuracy: per point the first fooling output; a ranking metric (AUROC, F1) has no per-point worst case, so
+    the worst case takes each metric's worst attack (or the per-point highest-loss outputs where they are worse)."""
+    _, report, _ = evaluation
+    for label, worst in report["worst_case"].items():
+        attacks = {name: per[label] for name, per in report["results"].items() if label in per}
+        for key, value in worst.items():
+            direction = catalogue.better(key)
+            if key in ("accuracy", "attack_success_rate") or direction not in ("higher", "lower") \
+                    or not isinstance(value, float):
+                continue
+            values = [a[key] for a in attacks.values() if isinstance(a.get(key), float)]
+            assert value <= min(values) + 1e-9 if direction == "higher" else value >= max(values) - 1e-9, (label, key)
+        assert "worst per metric" in worst["metric_runs"]

@@ -83,7 +83,7 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1).float().div_(255.0)
-        target = self.targets[index]
+        target = np.array(self.targets[index])  # a copy: the targets may be a read-only memory map
         sample = {
             "image": image,
             "target": torch.as_tensor(target, dtype=torch.float32 if target.ndim else torch.int64),

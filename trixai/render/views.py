@@ -40,10 +40,11 @@ ROBUSTNESS_DEFINITIONS = {
         "a point is fooled when any label's thresholded prediction (logit > 0) changes away from its target "
         "('flip any label'); accuracy = exact match (every label right) on the adversarial examples.",
         "FGSM/PGD/APGD-CE maximise BCE summed over labels; APGD-T and FAB-T target one label at a time (the 9 "
-        "labels with the smallest signed margin (2y - 1) * logit), Square minimises min over labels of that margin.",
+        "labels with the smallest signed margin (2y - 1) * logit), Square minimises min over labels of that margin; "
+        "AutoAttack's loss pass maximises the expected Hamming loss (mean over labels of the wrong side's probability).",
         "macro AUROC/AUPRC, macro F1 and per-label accuracy are computed on the adversarial examples' scores (full "
-        "budget on every point); the worst case takes per point the attack output with the highest BCE summed over "
-        "labels, exact-match accuracy the first output that fools the point.",
+        "budget on every point); the worst case takes each such metric's worst attack, exact-match accuracy per "
+        "point the first output that fools the point.",
         "a label without positives or without negatives among the points has no AUROC/AUPRC: it is left out of the "
         "macro means (listed under 'Undefined AUROC').",
     ],

@@ -53,6 +53,24 @@ def classification_loss(
     return per_label.sum() / count.clamp_min(1.0)
 
 
+def expected_hamming_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Per point, the expected Hamming loss of the multi-label prediction: the mean over the kept labels of the
+    probability the model puts on the wrong side, ``sigmoid((1 - 2 y_l) z_l)``. Bounded per label (a flipped label
+    saturates at 1), so maximising it moves every label towards its wrong side — BCE, unbounded, keeps pushing
+    labels already flipped and leaves the others, which is a weak attack on per-label ranking (AUROC)."""
+    kept = kept_labels(target).to(logits.dtype)
+    wrong = torch.sigmoid(torch.where(target > 0.5, -logits, logits))
+    return (wrong * kept).sum(dim=1) / kept.sum(dim=1).clamp_min(1.0)
+
+
+def attack_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Per point, the loss by which the suites rank attack outputs: cross-entropy (multiclass), the expected
+    Hamming loss (multi-label, :func:`expected_hamming_loss`)."""
+    if is_multilabel(target):
+        return expected_hamming_loss(logits, target)
+    return F.cross_entropy(logits, target, reduction="none")
+
+
 def output_divergence(logits_adv: Tensor, logits_clean: Tensor, *, multilabel: bool) -> Tensor:
     """Per-sample KL(p_clean || p_adv): softmax over classes, or Bernoulli per label summed over labels.
 

@@ -44,10 +44,11 @@ class PartialResults:
         assert self.directory is not None
         return self.directory / f"{key}.pt"
 
-    def load(self, key: str) -> dict | None:
+    def load(self, key: str, *, counted: bool = True) -> dict | None:
+        """The saved payload of ``key`` (None when absent); ``counted``: a result reused (not an attachment)."""
         if self.directory is None or not self._path(key).exists():
             return None
-        self.reused += 1
+        self.reused += int(counted)
         return torch.load(self._path(key), map_location="cpu", weights_only=True)
 
     def save(self, key: str, payload: dict) -> None:

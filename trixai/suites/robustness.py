@@ -24,13 +24,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from trixai.core import catalogue
 from trixai.core.bootstrap import Bootstrap
 from trixai.core.errors import TrixaiError
 from trixai.core.formatting import eps_key, eps_label
 from trixai.core.frozen import frozen_eval, memory_format
 from trixai.core.metrics import metric_targets
 from trixai.core.records import Records
-from trixai.core.reports import AttackRef, AttackResult, Check, RobustnessReport
+from trixai.core.reports import AttackRef, AttackResult, Check, RobustnessReport, Scores
 from trixai.core.seeds import stable_seed
 from trixai.core.settings import MaskingSettings, RobustnessSettings, from_mapping
 from trixai.core.values import as_list, parse_eps
@@ -77,9 +78,10 @@ class AttackRun:
     def sources(self) -> dict[str, str]:
         """Which attack run gives which metric (for the report)."""
         if isinstance(self.attack, AutoAttack):
-            full = (f"{self.name}: its loss maximisers (APGD-CE, APGD-T; rand: APGD-CE, APGD-DLR) at full budget on "
-                    "every point (clean-wrong ones included, no early stop); per point the output with the highest "
-                    "attack loss (CE, or BCE summed over the kept labels)" if self.attack.loss_pass else
+            full = (f"{self.name}: its loss maximisers (APGD-CE, APGD-T; rand: APGD-CE, APGD-DLR; multi-label: "
+                    "APGD with the expected Hamming loss instead of CE) at full budget on every point (clean-wrong "
+                    "ones included, no early stop); per point the output with the highest attack loss (CE; "
+                    "multi-label: expected Hamming loss over the kept labels)" if self.attack.loss_pass else
                     "not computed (autoattack loss_pass=false: the cascade stops at a point's first fooling iterate, "
                     "which would understate every metric but accuracy)")
             accuracy = (f"{self.name}: the original cascade, each component on the points still robust; a point is "
@@ -352,12 +354,12 @@ class RobustnessPass(SuitePass):
         if self.fragile.k <= 0:
             return
         rows = self.fragile.candidates(batch, clean, logits)
-        key = f"{run.key}_fragile_b{b:06d}"
+        key = f"fragile-{run.key}_b{b:06d}"
         if x_adv is not None:
             images = x_adv[rows.to(x_adv.device)].cpu()
             self.partial.save(key, {"rows": rows, "images": images})
         else:
-            saved = self.partial.load(key)
+            saved = self.partial.load(key, counted=False)
             if saved is None or not torch.equal(saved["rows"], rows):
                 raise TrixaiError(f"the saved results of block {b} lack its fragile images: remove {self.partial.directory}"
                                   " and rerun")
@@ -444,6 +446,43 @@ class RobustnessPass(SuitePass):
 ACCURACY_METRICS = ("accuracy", "attack_success_rate")
 
 
+def worst_of(combined: Scores, attacks: Mapping[str, Scores]) -> tuple[Scores, dict[str, str]]:
+    """The worst case's scores: accuracy and its kin from ``combined`` (the per-point worst outputs); every other
+    metric, interval and per-output value the worst (by the catalogue's direction) of ``combined`` and each
+    attack's, and which source gave each metric."""
+    picked: dict[str, str] = {}
+    sources = {"per-point highest loss": combined, **attacks}
+    for key in list(combined.values):
+        direction = catalogue.better(key)
+        if key in ACCURACY_METRICS or direction not in ("higher", "lower"):
+            continue
+        known = {name: s.values.get(key) for name, s in sources.items() if _finite(s.values.get(key))}
+        if not known:
+            continue
+        name = (min if direction == "higher" else max)(known, key=known.get)
+        combined.values[key] = known[name]
+        interval = sources[name].intervals.get(key)
+        if interval is None:
+            combined.intervals.pop(key, None)
+        else:
+            combined.intervals[key] = interval
+        picked[key] = name
+    for key, per in combined.per_output.items():
+        direction = catalogue.better(key.split("_", 2)[-1])  # per_class_auroc -> auroc
+        if key.endswith("_accuracy") or direction not in ("higher", "lower"):
+            continue
+        for output in per:
+            known = [s.per_output.get(key, {}).get(output) for s in sources.values()]
+            known = [v for v in known if _finite(v)]
+            if known:
+                per[output] = (min if direction == "higher" else max)(known)
+    return combined, picked
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and value == value
+
+
 def _per_point(seconds: Tensor | float, rows: int) -> Tensor:
     """A batch's seconds spread evenly over its points (sums back to the batch's time)."""
     return torch.full((rows,), float(seconds) / max(rows, 1), dtype=torch.float64)
@@ -497,15 +536,18 @@ def robustness_report(records: Records, suite: RobustnessSuite, *, task: str, cl
         if not names:
             continue
         worst, chosen = worst_case_logits([clean_logits] + [logits_of[(nm, label)][0] for nm in names], targets)
-        full, _ = highest_loss_logits([logits_of[(nm, label)][1] for nm in names
-                                       if logits_of[(nm, label)][1] is not None] or [worst], targets)
+        full_names = [nm for nm in names if logits_of[(nm, label)][1] is not None]
+        full, _ = highest_loss_logits([logits_of[(nm, label)][1] for nm in full_names] or [worst], targets)
         fooled = is_fooled(worst, targets)
+        scores, picked = worst_of(scored(full, worst), {nm: results[nm][label].scores for nm in full_names})
         worst_case[label] = AttackResult(
-            "worst case", e, scored(full, worst),
+            "worst case", e, scores,
             {"accuracy, attack_success_rate, per-class accuracy": "per point the first output that fools it "
              f"(clean, then the accuracy runs of {', '.join(names)}), else the lowest margin",
-             "every other metric": f"per point the full-budget output of {', '.join(names)} with the highest "
-             "attack loss (CE, or BCE summed over labels)"},
+             "every other metric": "the worst of: each full-budget attack's value "
+             f"({', '.join(full_names) or 'none'}), and the value of the per-point highest-loss outputs (CE; "
+             "multi-label: expected Hamming loss); a ranking metric (AUROC, F1) has no per-point worst case",
+             "worst per metric": ", ".join(f"{k}: {v}" for k, v in picked.items())},
             broken_by={src: int(((chosen == i) & fooled).sum()) for i, src in enumerate(["clean"] + names)})
     report = RobustnessReport(
         task=task, class_names=class_names, n_points=n, eps=list(suite.eps), clean=clean, results=results,

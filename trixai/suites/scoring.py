@@ -35,7 +35,7 @@ from trixai.core.metrics import (
 )
 from trixai.core.reports import Scores
 from trixai.robust.attacks.margins import is_fooled, margin
-from trixai.robust.losses import classification_loss
+from trixai.robust.losses import attack_loss
 
 #: Report names of :func:`weighted_metrics`' metrics per task.
 NAMES = {"multiclass": {"top2": "top2", "bal_acc": "balanced_accuracy", "f1": "macro_f1", "auroc": "macro_auroc"},
@@ -137,9 +137,9 @@ def worst_case_logits(candidates: list[Tensor], targets: Tensor) -> tuple[Tensor
 
 
 def highest_loss_logits(candidates: list[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Per point, the attack output with the highest attack loss (cross-entropy, or BCE summed over the kept
-    labels: targets not -1): the worst case of every metric other than accuracy. Returns ``(logits, chosen)``."""
+    """Per point, the attack output with the highest attack loss (cross-entropy; multi-label: the expected Hamming
+    loss over the kept labels, targets not -1). Returns ``(logits, chosen)``."""
     stacked = torch.stack([c.float() for c in candidates])
-    losses = torch.stack([classification_loss(c, targets.to(c.device), reduction="none") for c in stacked])
+    losses = torch.stack([attack_loss(c, targets.to(c.device)) for c in stacked])
     chosen = losses.argmax(dim=0)
     return stacked[chosen, torch.arange(len(targets))], chosen

@@ -27,12 +27,12 @@ from trixai.robust.attacks.margins import (
 )
 from trixai.robust.attacks.pgd import NORMS, project, random_start
 from trixai.robust.attacks.targets import highest_scoring_target_runs, siblings_done, stacked_target_runs
-from trixai.robust.losses import classification_loss, is_multilabel
+from trixai.robust.losses import attack_loss, classification_loss, expected_hamming_loss, is_multilabel
 
 PointLoss = Callable[[Tensor, Tensor], Tensor]
 """``(logits, index) -> per-point loss`` to maximise; ``index`` selects the rows of the batch being optimised."""
 
-LOSSES = ("ce", "dlr", "margin")
+LOSSES = ("ce", "dlr", "margin", "hamming")
 
 
 def checkpoint_periods(steps: int) -> list[int]:
@@ -192,9 +192,11 @@ def _highest_loss_restarts(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Poin
 
 @dataclass
 class APGD(Attack):
-    """Untargeted APGD with the CE (BCE for multi-label), DLR or margin loss; ``restarts`` random restarts.
+    """Untargeted APGD with the CE (BCE for multi-label), DLR, margin or expected-Hamming loss; ``restarts``
+    random restarts.
 
-    DLR needs >= 3 classes; multi-label tasks use BCE or the margin ``min_l (2 y_l - 1) z_l``. ``full_budget``:
+    DLR needs >= 3 classes; multi-label tasks use BCE, the margin ``min_l (2 y_l - 1) z_l`` or ``hamming`` (the
+    mean over labels of the wrong side's probability, :func:`~trixai.robust.losses.expected_hamming_loss`). ``full_budget``:
     no point stops at its first fooling iterate; each gets its highest-loss iterate over every step and restart
     (the worst case of AUROC, F1, margins; AutoAttack's loss pass).
     """
@@ -223,6 +225,11 @@ class APGD(Attack):
             return lambda logits, rows: classification_loss(logits, y[rows], reduction="none")
         if self.loss == "margin":
             return lambda logits, rows: -margin(logits, y[rows])
+        if self.loss == "hamming":
+            if not is_multilabel(y):
+                raise TrixaiError("attack.loss='hamming' is the multi-label loss; multiclass tasks use 'ce', 'dlr' "
+                                  "or 'margin'")
+            return lambda logits, rows: expected_hamming_loss(logits, y[rows])
         if is_multilabel(y) or logits_full.shape[1] < 3:
             raise TrixaiError(f"attack.loss='dlr' needs a multiclass task with >= 3 classes "
                               f"(got {logits_full.shape[1]} outputs, multilabel={is_multilabel(y)}); use 'ce' or 'margin'")
@@ -281,10 +288,10 @@ class APGDT(APGD):
                             eps=self.eps, steps=self.steps, norm=self.norm, rho=self.rho, momentum=self.momentum,
                             eot_iter=self.eot_iter, group=group, full_budget=self.full_budget)
 
-        if self.full_budget:  # every target and restart on every point; per point the output with the highest CE
+        if self.full_budget:  # every target and restart on every point; per point the output with the highest loss
             def score(adv: Tensor, ys: Tensor) -> Tensor:
                 with torch.no_grad():
-                    return classification_loss(model(adv), ys, reduction="none")
+                    return attack_loss(model(adv), ys)
 
             return highest_scoring_target_runs(x, y, order, run, score, restarts=self.restarts,
                                                max_batch=self.max_batch)

@@ -110,9 +110,12 @@ class AutoAttack(Attack):
         return x_adv, broken_by
 
     def loss_maximisers(self, num_outputs: int, multilabel: bool) -> list[APGD]:
-        """The components that maximise a loss (APGD-*), at full budget: the source of the non-accuracy metrics."""
-        return [dataclasses.replace(attack, full_budget=True) for attack in self.components(num_outputs, multilabel)
-                if isinstance(attack, APGD)]
+        """The components that maximise a loss (APGD-*), at full budget: the source of the non-accuracy metrics.
+        Multi-label: the untargeted one maximises the expected Hamming loss instead of BCE (BCE keeps pushing
+        flipped labels; the Hamming loss moves every label, the worst case of per-label ranking metrics)."""
+        return [dataclasses.replace(attack, full_budget=True,
+                                    **({"loss": "hamming"} if multilabel and attack.loss == "ce" else {}))
+                for attack in self.components(num_outputs, multilabel) if isinstance(attack, APGD)]
 
     def full_budget_pass(self, model: nn.Module, x: Tensor, y: Tensor) -> list[Tensor]:
         """Per loss maximiser, every point's highest-loss iterate (every point, clean-wrong ones included, no
