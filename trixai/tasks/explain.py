@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
+from trixai.core.formatting import num
 from trixai.core.frozen import frozen_eval
 from trixai.core.settings import check_groups
 from trixai.core.values import as_list
@@ -121,7 +122,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = context.out_dir
     metrics = reports.flat()
     for key, value in metrics.items():
-        log.info("%s = %.4f", key, value)
+        log.info("%s = %s", key, num(value))
     write_provenance(out_dir, "explain", config=config_record(cfg, context.data_cfg), model=context.origin,
                      dataset=(context.data_cfg or {}).get("_target_"))
     print(f"explanations written to {out_dir}; all results: {write_run_report(out_dir)}")

@@ -101,7 +101,7 @@ def _sharded_test_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDa
     """Under DDP: each rank runs the suites on its shard of the test split (whole blocks, round-robin) and rank
     zero merges the records into the reports one process would write (returns them on rank zero)."""
     suites = build_test_suites(cfg, module, dataset, targets)
-    shard, block = Shard(trainer.world_size, trainer.global_rank, "false"), int(cfg.block_size)
+    shard, block = Shard(trainer.world_size, trainer.global_rank, "auto"), int(cfg.block_size)
     test = datamodule.bundle.test
     loader = DataLoader(ShardView(test, shard.indices(len(test), block)), batch_size=datamodule.eval_batch_size,
                         shuffle=False)
