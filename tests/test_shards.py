@@ -69,8 +69,9 @@ def _eval(compose_cfg, run_dir, name, *overrides):
 def test_batch_size_changes_no_number(compose_cfg, run_dir):
     _eval(compose_cfg, run_dir, "b16", "batch_size=16")
     _eval(compose_cfg, run_dir, "b5", "batch_size=5")  # batches straddle the blocks of 8 points
-    one, other = _reports(run_dir / "evals" / "b16"), _reports(run_dir / "evals" / "b5")
-    assert one == other
+    _eval(compose_cfg, run_dir, "b64", "batch_size=64")  # the whole split in one batch
+    one = _reports(run_dir / "evals" / "b16")
+    assert one == _reports(run_dir / "evals" / "b5") == _reports(run_dir / "evals" / "b64")
     assert one["robustness.json"]["n_points"] == 40 and "autoattack" in one["robustness.json"]["results"]
 
 

@@ -1,7 +1,7 @@
 """Sharded suites for ``trixai-eval`` and ``trixai-explain``: one shard per Hydra job (``-m shard.index=0,1,...``
 through any launcher: joblib, submitit/SLURM) or per torchrun process, each writing its records under the output
 folder; the last shard to finish (or ``shard.merge=true``, or rank zero under torchrun) merges them into the reports
-of a single process. See docs/scale.md.
+of a single process. See docs/scaling.md.
 """
 
 from __future__ import annotations
