@@ -17,6 +17,7 @@ from trixai.core.records import Records
 from trixai.data.synthetic import SyntheticLesions
 from trixai.models import create_model
 from trixai.models.export import export_model, model_metadata
+from trixai.suites.runner import ProgressLines
 from trixai.suites.shards import Shard, claim_merge, differences, finish_shard, unfinished
 from trixai.tasks.eval import evaluate
 from trixai.tasks.explain import run as explain
@@ -140,6 +141,24 @@ def test_a_finished_shard_of_an_earlier_evaluation_does_not_count_as_finished(tm
     assert claim_merge(tmp_path, 2, {"seed": 0}) and not claim_merge(tmp_path, 2, {"seed": 0})  # one claim per set
 
 
+def test_progress_lines_at_every_tenth_and_the_last_once(caplog):
+    progress = ProgressLines("shard 0-of-2", 100, every=1e9)
+    with caplog.at_level("INFO", logger="trixai.suites.runner"):
+        for points in (4, 4, 4, 30, 58):  # 4, 8, 12, 42, 100 points: the tenths 1, 4 and 10 are crossed
+            progress.advance(points)
+        progress.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(",")[0] for line in lines] == [
+        "shard 0-of-2: 12/100 points (12 %)", "shard 0-of-2: 42/100 points (42 %)", "shard 0-of-2: 100/100 points (100 %)"]
+    unfinished_job = ProgressLines("job", 10, every=1e9)
+    with caplog.at_level("INFO", logger="trixai.suites.runner"):
+        caplog.clear()
+        unfinished_job.advance(15)  # more points than announced: logged once, then closed without a repeat
+        unfinished_job.advance(0)
+        unfinished_job.close()
+    assert len(caplog.records) == 1
+
+
 def test_shards_deal_whole_blocks_round_robin():
     assert Shard(2, 0).indices(20, 4).tolist() == [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19]
     assert Shard(2, 1).indices(20, 4).tolist() == [4, 5, 6, 7, 12, 13, 14, 15]
@@ -165,7 +184,7 @@ def test_a_crashed_evaluation_reuses_its_finished_blocks(compose_cfg, run_dir, c
     monkeypatch.setattr(runner.SuiteRun, "flush", original)
     with caplog.at_level("INFO"):
         _eval(compose_cfg, run_dir, "crash", "batch_size=8", "shard.count=2", "shard.index=0", "shard.merge=false")
-    assert "(2 blocks reused from an interrupted run)" in caplog.text
+    assert "(2 blocks reused from an earlier run)" in caplog.text
     _eval(compose_cfg, run_dir, "crash", "batch_size=8", "shard.count=2", "shard.index=1")
     _eval(compose_cfg, run_dir, "whole", "batch_size=8")
     assert _reports(run_dir / "evals" / "crash") == _reports(run_dir / "evals" / "whole")
@@ -230,7 +249,7 @@ def test_kill_9_of_a_shard_then_rerun_equals_an_uninterrupted_run(run_dir, tmp_p
     rerun = _cli("eval", *shard_0, cwd=tmp_path)
     output = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, output[-3000:]
-    assert f"({saved} blocks reused from an interrupted run)" in output
+    assert f"({saved} blocks reused from an earlier run)" in output
     other = _cli("eval", *common, "name=killed", "shard.count=2", "shard.index=1", cwd=tmp_path)  # merges
     assert other.wait(600) == 0, other.stdout.read()[-3000:]
     whole = _cli("eval", *common, "name=whole-killed", cwd=tmp_path)

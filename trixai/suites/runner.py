@@ -224,14 +224,14 @@ class ProgressLines:
     def __init__(self, label: str, total: int | None, *, enabled: bool = True, every: float = 60.0) -> None:
         self.label, self.total, self.enabled, self.every = label, total, enabled, float(every)
         self.start = self.last = time.monotonic()
-        self.done, self.step = 0, 0
+        self.done, self.step, self.reported = 0, 0, 0
 
     def advance(self, points: int) -> None:
         self.done += int(points)
         now = time.monotonic()
         step = int(10 * self.done / self.total) if self.total else 0
         if self.enabled and (now - self.last >= self.every or step > self.step):
-            self.last, self.step = now, step
+            self.last, self.step, self.reported = now, step, self.done
             log.info("%s", self.line(now))
 
     def line(self, now: float) -> str:
@@ -244,5 +244,6 @@ class ProgressLines:
                 f"{rate:.2f} images/s, ETA {clock}")
 
     def close(self) -> None:
-        if self.enabled and self.done:
+        """The last line, unless :meth:`advance` has just logged it."""
+        if self.enabled and self.done != self.reported:
             log.info("%s (finished)", self.line(time.monotonic()))

@@ -138,7 +138,7 @@ def shard_then_merge(run: SuiteRun, loader: DataLoader, shard: Shard, out_dir: P
     started = start_shard(folder, print_, rerun(shard.index))
     run_suites(run, loader, None, progress=progress, label=f"shard {shard.label}")
     done = finish_shard(folder, run.parts(), print_, started=started, points=len(loader.dataset))
-    log.info("shard %s: %d points in %.1f s (%d blocks reused from an interrupted run)", shard.label, done["points"],
+    log.info("shard %s: %d points in %.1f s (%d blocks reused from an earlier run)", shard.label, done["points"],
              done["seconds"], run.robust.reused_blocks)
     if dist.is_initialized():
         dist.barrier()
