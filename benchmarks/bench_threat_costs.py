@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 
 import torch
+from bench_test_phase import cpu_name
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from bench_test_phase import cpu_name
 from trixai import load_model
 from trixai.core.values import parse_eps
 from trixai.robust.registry import create_attack
