@@ -97,3 +97,15 @@ def test_a_label_without_positives_is_left_out_of_the_macro_mean_with_a_warning(
     # label a: positives 0.9, 0.8 above negatives 0.2, 0.1 -> 1; label b: positive 0.7, 0.4, 0.9 vs negative 0.2 -> 1
     assert value == pytest.approx(1.0) and value == pytest.approx(float(per_label[:2].mean()))
     assert point_estimates(lambda w: weighted_metrics(probs, targets, "multilabel", w), 4)["auroc"] == pytest.approx(1.0)
+
+
+def test_top2_stays_top2_when_the_first_update_agrees_with_top1():
+    """A first block whose top-1 and top-2 counts agree must not merge top2 into acc (torchmetrics' compute
+    groups would): after a second block, each equals its hand count."""
+    metrics = classification_metrics("multiclass", 3)
+    first = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])  # both right at top-1, so top-1 == top-2 here
+    metrics.update(first, torch.tensor([0, 1]))
+    second = torch.tensor([[0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])  # targets at ranks 2, 2 and 3
+    metrics.update(second, torch.tensor([1, 1, 0]))
+    out = {k: float(v) for k, v in metrics.compute().items()}
+    assert out["acc"] == pytest.approx(2 / 5) and out["top2"] == pytest.approx(4 / 5)

@@ -40,14 +40,16 @@ def classification_metrics(task: str, num_classes: int, names: Sequence[str] | N
         }
         if num_classes > 2:
             metrics["top2"] = tmc.MulticlassAccuracy(num_classes, top_k=2, average="micro")
-        return torchmetrics.MetricCollection(metrics)
+        # no compute groups: torchmetrics merges metrics whose states agree after the first update, and a first
+        # block where every target is the top-1 class would merge top2 into acc for good
+        return torchmetrics.MetricCollection(metrics, compute_groups=False)
     kwargs = {"num_labels": num_classes, "average": "macro", "ignore_index": IGNORE_INDEX}
     return torchmetrics.MetricCollection({
         "auroc": MacroRankMetric(task, "auroc", names),
         "auprc": MacroRankMetric(task, "auprc", names),
         "acc": tmc.MultilabelAccuracy(**kwargs),
         "f1": tmc.MultilabelF1Score(**kwargs),
-    })
+    }, compute_groups=False)
 
 
 def primary_metric(task: str) -> str:
