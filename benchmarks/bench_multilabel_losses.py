@@ -26,6 +26,14 @@ from trixai.robust.registry import create_attack
 from trixai.suites.scoring import highest_loss_logits
 
 
+def first_test_images(ckpt: str, points: int) -> tuple[torch.nn.Module, dict]:
+    """A trained run's model (in eval mode) and the first ``points`` images of its dataset's test split."""
+    model = load_model(ckpt).eval()
+    dataset = {k: v for k, v in model.meta["config"]["dataset"].items() if k != "cache_dir"}
+    test = instantiate({**dataset, "cache_dir": None}, _convert_="all").load().test
+    return model, next(iter(DataLoader(test, batch_size=points)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True)
@@ -33,10 +41,7 @@ def main() -> None:
     parser.add_argument("--eps", default="8/255")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model = load_model(args.ckpt).eval()
-    dataset = {k: v for k, v in model.meta["config"]["dataset"].items() if k != "cache_dir"}
-    test = instantiate({**dataset, "cache_dir": None}, _convert_="all").load().test
-    batch = next(iter(DataLoader(test, batch_size=args.points)))
+    model, batch = first_test_images(args.ckpt, args.points)
     x, y = batch["image"], batch["target"]
     if not y.is_floating_point():
         raise SystemExit(f"{args.ckpt}: a multiclass model; this benchmark is for multi-label models")

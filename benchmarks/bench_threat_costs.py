@@ -17,11 +17,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from bench_multilabel_losses import first_test_images
 from bench_test_phase import cpu_name
-from hydra.utils import instantiate
-from torch.utils.data import DataLoader
 
-from trixai import load_model
 from trixai.core.values import parse_eps
 from trixai.robust.registry import create_attack
 from trixai.robust.smoothing import Smoothing
@@ -45,10 +43,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_model(args.ckpt).eval()
-    dataset = {k: v for k, v in model.meta["config"]["dataset"].items() if k != "cache_dir"}
-    test = instantiate({**dataset, "cache_dir": None}, _convert_="all").load().test
-    x = next(iter(DataLoader(test, batch_size=args.points)))["image"]
+    model, batch = first_test_images(args.ckpt, args.points)
+    x = batch["image"]
     (eps,) = parse_eps(args.eps)
     pgd = create_attack("pgd10", eps)
     rows: dict[str, float] = {"PGD-10 (prediction attack)": seconds(lambda b: pgd(model, b, model(b).argmax(1)), x)}
