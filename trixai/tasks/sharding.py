@@ -60,11 +60,16 @@ def shard_of(cfg: DictConfig) -> Shard:
     return Shard.from_config(OmegaConf.to_container(cfg.shard, resolve=True) if cfg.get("shard") else None)
 
 
+def _overrides() -> list[tuple[str, str]]:
+    """This Hydra job's command-line overrides as (key without ``+``/``~``, the override); none outside a job."""
+    if not HydraConfig.initialized():
+        return []
+    return [(o.split("=", 1)[0].lstrip("+~"), o) for o in HydraConfig.get().overrides.task]
+
+
 def given(key: str) -> bool:
     """Whether ``key`` was set on the command line (False outside a Hydra job)."""
-    if not HydraConfig.initialized():
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+    return any(name == key for name, _ in _overrides())
 
 
 def check_shared_folder(cfg: DictConfig, shard: Shard, run_dir: Path | None) -> None:
@@ -81,9 +86,8 @@ def check_shared_folder(cfg: DictConfig, shard: Shard, run_dir: Path | None) -> 
 
 def rerun_command(program: str, shard: Shard) -> Callable[[int], str]:
     """The command that (re)runs shard ``i`` of this evaluation: this command's overrides with that index."""
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ["..."]
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("shard.index", "shard.count",
-                                                                              "shard.merge")]
+    shard_keys = ("shard.index", "shard.count", "shard.merge")
+    kept = [o for name, o in _overrides() if name not in shard_keys] if HydraConfig.initialized() else ["..."]
     return lambda i: " ".join([program, *kept, f"shard.count={shard.count}", f"shard.index={i}"])
 
 
