@@ -251,3 +251,24 @@ def test_the_worst_case_is_no_better_than_any_attack_on_any_metric(evaluation):
             values = [a[key] for a in attacks.values() if isinstance(a.get(key), float)]
             assert value <= min(values) + 1e-9 if direction == "higher" else value >= max(values) - 1e-9, (label, key)
         assert "worst per metric" in worst["metric_runs"]
+
+
+def test_a_block_straddling_max_points_keeps_its_attacked_points():
+    """With max_points inside a block, the block's result gives clean logits for every point and the evaluation
+    attack's logits for the attacked first points, as the blocks wholly inside max_points do."""
+    x, y = blobs(12, 3, seed=3)
+    model = fit(small_cnn(outputs=3), x, y, steps=40)
+    suite = RobustnessSuite(attacks=["clean"], eps=[], masking=None, max_points=6,
+                            eval_attack=create_attack("fgsm", 8 / 255))
+    run = SuiteRun(model, robustness=suite, block=4)
+    results = run.update({"image": x, "target": y}) + run.flush()
+    assert [r.index.tolist() for r in results] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [r.rows for r in results] == [4, 2, 0]
+    with torch.no_grad():
+        clean = model(x)
+    for result in results:
+        assert torch.allclose(result.clean_logits, clean[result.index], atol=1e-5)
+    attacked = torch.cat([r.eval_logits[:r.rows] for r in results if r.rows])
+    with torch.no_grad():
+        expected = model(suite.eval_attack(model, x[:6], y[:6]))
+    assert torch.allclose(attacked, expected, atol=1e-5)

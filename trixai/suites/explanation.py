@@ -92,23 +92,15 @@ def gallery_points(targets: Tensor, points: Tensor, per_class: int) -> Tensor:
 
 
 class SampleCollector:
-    """Keeps the points to explain as the suites pass over a loader, on the CPU: those whose split index is in
-    ``indices`` (the stratified choice of :func:`stratified_points`), or without indices the split's first
-    ``max_points``. Its :meth:`records` are what a shard saves; :meth:`restore` takes every shard's, merged."""
+    """Keeps the points to explain (the explanation pass hands over its chosen points) on the CPU as the suites
+    pass over a loader. Its :meth:`records` are what a shard saves; :meth:`restore` takes every shard's, merged."""
 
-    def __init__(self, max_points: int, indices: Tensor | None = None) -> None:
-        self.indices = None if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        self.max_points = int(max_points) if self.indices is None else len(self.indices)
+    def __init__(self) -> None:
         self.builder = RecordBuilder()
         self.names: list[str] = []
         self.merged: Records | None = None
 
     def add(self, batch: PointBatch) -> None:
-        wanted = (torch.isin(batch.index, self.indices) if self.indices is not None
-                  else batch.index < self.max_points)
-        if not bool(wanted.any()):
-            return
-        batch = batch.take(wanted.nonzero().flatten())
         fields = {"image": batch.image.cpu(), "target": batch.target.cpu()}
         if batch.mask is not None:
             fields |= {"mask": batch.mask.cpu(), "has_mask": batch.has_mask.cpu()}
@@ -245,7 +237,7 @@ class ExplanationPass(SuitePass):
         self.chosen = None if points is None else torch.as_tensor(points, dtype=torch.long).sort().values
         self.gallery_points = None if gallery is None else torch.as_tensor(gallery, dtype=torch.long)
         self.has_records = not isinstance(explainer, TCAV)  # TCAV scores sets of images, not points
-        self.collector = SampleCollector(self.max_points, points) if not self.has_records else None
+        self.collector = SampleCollector() if not self.has_records else None
         self.gallery_keys: dict[int, int] = {}  # first-points mode: gallery entries per class so far
         self.builders = {part: RecordBuilder() for part in ("points", "predictions", "gallery", "manipulated")}
         self.part_names: dict[str, list[str]] = {"points": [], "gallery": [], "manipulated": []}
@@ -257,18 +249,17 @@ class ExplanationPass(SuitePass):
         """Never before the loader ends: degeneracy is judged on the predictions of the whole split."""
         return False
 
-    def take(self, batch: PointBatch) -> PointBatch | None:
-        self.device = self.device or next(self.model.parameters()).device
-        return batch
-
-    def update(self, batch: PointBatch, robust: BatchResult | None = None) -> None:
+    def update(self, batch: PointBatch, robust: BatchResult | None = None, clean_logits: Tensor | None = None
+               ) -> None:
         """The block's predictions and, for its explained points, every metric (``robust``: the robustness pass's
-        result of the block, whose evaluation-attack images give stability under attack)."""
+        result of the block, whose evaluation-attack images give stability under attack; ``clean_logits``: the
+        block's clean logits where the caller has them)."""
         self.device = self.device or next(self.model.parameters()).device
-        logits = None
-        if robust is not None and len(robust.index) == len(batch) and torch.equal(robust.index, batch.index):
+        logits = clean_logits
+        if logits is None and robust is not None and len(robust.index) == len(batch) \
+                and torch.equal(robust.index, batch.index):
             logits = robust.clean_logits
-        else:
+        if logits is None:
             with frozen_eval(self.model), torch.no_grad():
                 logits = self.model(self.to_device(batch))
         self.builders["predictions"].add(batch.index, {"logits": logits.detach().float().cpu()})
@@ -365,14 +356,15 @@ class ExplanationPass(SuitePass):
             samples = self.collector.samples(self.device)
             class_names = tuple(class_names_of(self.model, int(self.model(samples.images[:1]).shape[1])))
             return tcav_suite(self.model, samples, self.explainer, class_names=class_names)
-        if not len(self.records()):
+        records, predictions = self.records(), self.part("predictions")
+        if not len(records):
             raise TrixaiError("the explanation suite explained no points (empty split, or none of the chosen points "
                               "in this shard)")
         report = explanation_report(
-            self.records(), self.part("predictions"), self.part("gallery"), self.part("manipulated"),
+            records, predictions, self.part("gallery"), self.part("manipulated"),
             explainer=self.explainer, settings=self.settings, model_name=getattr(self.model, "name",
                                                                                    type(self.model).__name__),
-            class_names=class_names_of(self.model, int(self.part("predictions")["logits"].shape[1])),
+            class_names=class_names_of(self.model, int(predictions["logits"].shape[1])),
             task=getattr(self.model, "task", "multiclass"), attack=self.attack, out_dir=out_dir)
         log.info("explanations (%s, n=%d)", self.explainer.name, report.n_samples)
         return report
@@ -674,8 +666,8 @@ def explanation_report(points: Records, predictions: Records, gallery: Records, 
     if "xai/pointing_game" in points:  # Zhang et al. / TorchRay: the mean over categories of their hit rates
         hits, category = points["xai/pointing_game"], points["category"]
         scored = torch.isfinite(hits)
+        metrics["pointing_game_per_sample"] = metrics["pointing_game"]  # summary(hits), above
         metrics["pointing_game"], per_category = category_summary(hits[scored], category[scored], class_names)
-        metrics["pointing_game_per_sample"] = summary(hits)
         variants["pointing_game"] = {**variants.get("pointing_game", {}), "aggregate": "mean over categories",
                                      **per_category}
         variants["pointing_game"]["tolerance_px"] = [float(points[f"tolerance/{axis}"].nanmean())

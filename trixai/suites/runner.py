@@ -143,14 +143,24 @@ class SuiteRun:
         for suite in self.passes:
             suite.update(block)
         result = self.robust.update(block)
+        if result is not None and len(result.index) == len(block):
+            if self.explain is not None:
+                self.explain.update(block, result)
+            return [result]
+        # points the robustness pass skipped: one clean forward of the block serves the explanation pass and the
+        # result; the evaluation attack's rows stay where they are the block's first points (max_points)
+        device = next(self.model.parameters()).device
+        x = block.image.to(device)
+        with frozen_eval(self.model), torch.no_grad():
+            clean = self.model(x)
         if self.explain is not None:
-            self.explain.update(block, result)
-        if result is None or len(result.index) < len(block):  # points the robustness pass skipped: clean logits
-            device = next(self.model.parameters()).device
-            x = block.image.to(device)
-            with frozen_eval(self.model), torch.no_grad():
-                result = BatchResult(self.model(x), 0, block.target, x, block.index, block.label_mask)
-        return [result]
+            self.explain.update(block, result, clean_logits=clean)
+        rows = 0
+        if result is not None and result.eval_logits is not None and torch.equal(
+                result.index[:result.rows].cpu(), block.index[:result.rows].cpu()):
+            rows = result.rows
+        return [BatchResult(clean, rows, block.target, x, block.index, block.label_mask,
+                            result.eval_logits if rows else None, result.eval_images if rows else None)]
 
     def parts(self) -> dict[str, Records]:
         """Every reported pass's records and extra state, by file name: what a shard saves."""
