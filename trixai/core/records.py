@@ -11,7 +11,7 @@ They are saved as safetensors (tensors) with ``meta`` as JSON in the file's meta
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,8 +157,3 @@ class RecordBuilder:
         index = torch.cat(self.index) if self.index else torch.empty(0, dtype=torch.long)
         return Records(index, {k: torch.cat(v) for k, v in self.chunks.items()}, dict(meta or {}))
 
-
-def field_names(records: Records, prefix: str) -> Iterable[str]:
-    """The fields under ``prefix/`` (their names without the prefix), in insertion order."""
-    start = f"{prefix}/"
-    return [name[len(start):] for name in records.fields if name.startswith(start)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from trixai.core.bootstrap import SUFFIX
 from trixai.core.errors import TrixaiError
-from trixai.core.formatting import eps_key, eps_label
+from trixai.core.formatting import eps_key, eps_label, is_number
 
 ROBUSTNESS_FORMAT = "trixai-robustness/3"
 CORRUPTIONS_FORMAT = "trixai-corruptions/2"
@@ -53,12 +53,8 @@ class Cell:
     @classmethod
     def from_json(cls, data: Mapping) -> Cell:
         intervals = {k.removesuffix(SUFFIX): v for k, v in data.items() if k.endswith(SUFFIX)}
-        values = {k: v for k, v in data.items() if not k.endswith(SUFFIX) and (v is None or _number(v))}
+        values = {k: v for k, v in data.items() if not k.endswith(SUFFIX) and (v is None or is_number(v))}
         return cls(values, intervals)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 #: Keys of a :class:`Scores` entry that are not metric values.

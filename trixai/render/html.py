@@ -27,7 +27,7 @@ import yaml
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_text
-from trixai.core.formatting import interval, num, value
+from trixai.core.formatting import interval, is_number, num, value
 from trixai.core.reports import (
     CertificationReport,
     CorruptionReport,
@@ -70,7 +70,7 @@ def breakable(text: object) -> markupsafe.Markup:
 
 def heat(x: object) -> str:
     """Inline background for a score in [0, 1]: red (0) through amber to green (1); empty otherwise."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
+    if not is_number(x) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
         return ""
     return f"background-color: hsl({round(120 * x)}, 70%, 90%)"
 
@@ -166,33 +166,16 @@ def _figures(directory: Path, paths: Sequence[str]) -> list[dict]:
                         for rel in paths) if f is not None]
 
 
-def _typed(directory: Path, name: str, kind: type, view) -> tuple[object | None, dict | None]:
-    """The typed report in ``directory/name`` and its view with the figures inlined (None, None when absent)."""
+def _typed(directory: Path, name: str, parse, view) -> tuple[object | None, dict | None]:
+    """The typed report in ``directory/name`` (``parse``: its ``from_json``) and its view with the figures inlined
+    (None, None when absent)."""
     data = _read(directory / name)
     if not data:
         return None, None
-    report = kind.from_json(data)
+    report = parse(data)
     shown = view(report)
-    shown["figures"] = _figures(directory, report.figures)
+    shown["figures"] = _figures(directory, shown["figures"])
     return report, shown
-
-
-def _certification(directory: Path) -> dict | None:
-    data = _read(directory / "certification.json")
-    if not data:
-        return None
-    view = certification_view(CertificationReport.from_json(data))
-    view["figures"] = _figures(directory, view["figures"])
-    return view
-
-
-def _explanations(directory: Path) -> dict | None:
-    data = _read(directory / "explanations.json")
-    if not data:
-        return None
-    view = any_explanation_view(explanation_report_from_json(data))
-    view["figures"] = _figures(directory, view["figures"])
-    return view
 
 
 def _predictions(rows: list | None, directory: Path) -> list[dict] | None:
@@ -294,10 +277,11 @@ def run_context(directory: str | Path) -> dict:
     model_meta = _read(directory / "model.json")
     provenance = _read(directory / "provenance.json")
     metrics = _read(directory / "metrics.json")
-    robustness_report, robustness = _typed(directory, "robustness.json", RobustnessReport, robustness_view)
-    corruptions_report, corruptions = _typed(directory, "corruptions.json", CorruptionReport, corruption_view)
-    explanations = _explanations(directory)
-    certification = _certification(directory)
+    robustness_report, robustness = _typed(directory, "robustness.json", RobustnessReport.from_json, robustness_view)
+    corruptions_report, corruptions = _typed(directory, "corruptions.json", CorruptionReport.from_json,
+                                             corruption_view)
+    explanations = _typed(directory, "explanations.json", explanation_report_from_json, any_explanation_view)[1]
+    certification = _typed(directory, "certification.json", CertificationReport.from_json, certification_view)[1]
     profile = (metrics or {}).get("profile") or _read(directory / "profile.json")
     tasks = (["train"] if model_meta and metrics else []) + list(provenance or {})
     origin = next((e.get("model") for e in (provenance or {}).values() if e.get("model")), None) or {}

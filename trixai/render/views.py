@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 
 from trixai.core import catalogue
-from trixai.core.formatting import eps_label, num
+from trixai.core.formatting import eps_label, is_number, num
 from trixai.core.reports import (
     AttackResult,
     Cell,
@@ -209,7 +209,7 @@ def explanation_view(report: ExplanationReport) -> dict:
     return {
         "explainer": report.explainer.get("name", "?"), "target": report.explainer.get("target", "predicted"),
         "model": report.model, "n_samples": report.n_samples, "attack": attack_label(report.attack),
-        "corruption": report.corruption, "rows": rows,
+        "rows": rows,
         "flags": [f"{report.uninformative['reason']}. The metrics marked † describe the model's bias, not its "
                   "explanations."] if flagged else [],
         "variants": variant_lines(report.variants),
@@ -299,7 +299,7 @@ def test_view(metrics: Mapping | None, class_names: list[str]) -> dict | None:
     """The test table (clean and under the evaluation attack) of a run's metrics.json."""
     test = (metrics or {}).get("test") or {}
     names = [k for k in test if not k.startswith("rob_") and not k.endswith("_ci95")
-             and isinstance(test[k], (int, float)) and not isinstance(test[k], bool)]
+             and is_number(test[k])]
     if not names:
         return None
     attack = (metrics or {}).get("eval_attack") or {}

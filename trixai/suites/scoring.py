@@ -33,7 +33,7 @@ from trixai.core.metrics import (
     warn_undefined,
     weighted_metrics,
 )
-from trixai.core.reports import Scores
+from trixai.core.reports import Scores, finite_or_none
 from trixai.robust.attacks.margins import is_fooled, margin
 from trixai.robust.losses import attack_loss
 
@@ -82,7 +82,7 @@ def score(logits: Tensor, targets: Tensor, clean_logits: Tensor, class_names: li
         result.auroc_undefined = [class_names[k] for k in undefined_outputs(probs, ints, task)]
     if task == "multilabel":
         result.per_output["per_label_ece"] = dict(zip(class_names, (
-            None if v != v else float(v) for v in per_output_calibration(logits, targets, task, torch.ones(1, n))["ece"][0]),
+            finite_or_none(v) for v in per_output_calibration(logits, targets, task, torch.ones(1, n))["ece"][0]),
             strict=True)) if n else {}
     result.curves = calibration_curves(logits, targets, task) if n else {}
     if bootstrap is not None and n:
