@@ -109,8 +109,8 @@ def calibration_inputs(logits: Tensor, targets: Tensor, task: str, label_mask: T
         confidence, predicted = probs.max(1)
         correct = predicted == targets.to(predicted.device).long()
         return confidence[:, None], correct[:, None], torch.ones_like(correct)[:, None]
-    targets = metric_targets(targets.to(probs.device), label_mask)
-    if label_mask is not None:
+    targets = metric_targets(targets.to(probs.device))
+    if label_mask is not None:  # also for integer targets, which metric_targets leaves alone
         targets = targets.masked_fill(label_mask.to(targets.device) == 0, IGNORE_INDEX)
     return torch.maximum(probs, 1 - probs), (probs > THRESHOLD) == (targets == 1), targets != IGNORE_INDEX
 

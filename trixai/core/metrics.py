@@ -52,6 +52,11 @@ def classification_metrics(task: str, num_classes: int, names: Sequence[str] | N
     }, compute_groups=False)
 
 
+def in_top2(scores: Tensor, targets: Tensor) -> Tensor:
+    """Multiclass: whether each point's target is among its two highest scores (N,) bool."""
+    return (scores.topk(2, dim=1).indices == targets.long()[:, None]).any(1)
+
+
 def primary_metric(task: str) -> str:
     """The metric that ranks checkpoints: accuracy (multiclass) or macro AUROC (multi-label)."""
     return "acc" if task == "multiclass" else "auroc"
@@ -198,8 +203,7 @@ def weighted_metrics(probs: Tensor, targets: Tensor, task: str, weights: Tensor)
                "f1": _present_mean(_safe(2 * tp, 2 * tp + fp + fn), present),
                "auroc": macro_rank_metric(probs, targets, task, "auroc", weights)}
         if k > 2:
-            in_top2 = (probs.topk(2, dim=1).indices == targets.long()[:, None]).any(1).float()
-            out["top2"] = weights @ in_top2 / total
+            out["top2"] = weights @ in_top2(probs, targets).float() / total
         return out
     valid = (targets != IGNORE_INDEX).float()
     actual, predicted = (targets == 1).float() * valid, (probs > THRESHOLD).float() * valid

@@ -23,6 +23,7 @@ from trixai.core.reports import RobustnessReport
 from trixai.robust.attacks.autoattack import CLEAN_WRONG, ROBUST
 from trixai.robust.attacks.margins import is_fooled
 from trixai.robust.smoothing import ABSTAIN
+from trixai.suites.robustness import attack_field
 from trixai.suites.scoring import worst_case_logits
 
 FILE = "points.csv"
@@ -66,7 +67,7 @@ def points_rows(records: Records, report: RobustnessReport, certification: Recor
     per_eps: dict[str, list[tuple[str, Tensor]]] = {}
     for name, per in report.results.items():
         for label, entry in per.items():
-            prefix = f"attack/{name}/{label.replace('/', '_')}"
+            prefix = attack_field(name, entry.eps)
             logits = records[f"{prefix}/accuracy_logits"].float()
             per_eps.setdefault(label, []).append((name, logits))
             key = f"{name}@{label}"

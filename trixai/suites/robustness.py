@@ -47,6 +47,11 @@ from trixai.suites.partial import PartialResults
 from trixai.suites.scoring import highest_loss_logits, score, worst_case_logits
 
 
+def attack_field(name: str, eps: float) -> str:
+    """The records' field prefix of an attack at ``eps``: ``attack/<name>/<eps as 8_255>``."""
+    return f"attack/{name}/{eps_key(eps)}"
+
+
 @dataclass(frozen=True)
 class AttackRun:
     """One attack at one eps, as the suite runs and reports it: ``attack`` runs its full budget on every point
@@ -63,8 +68,8 @@ class AttackRun:
 
     @property
     def field(self) -> str:
-        """The records' field prefix of this run: ``attack/<name>/<eps as 8_255>``."""
-        return f"attack/{self.name}/{eps_key(self.attack.eps)}"
+        """The records' field prefix of this run (:func:`attack_field`)."""
+        return attack_field(self.name, self.attack.eps)
 
     @property
     def key(self) -> str:

@@ -26,6 +26,7 @@ from trixai.core.calibration import calibration_curves, calibration_metrics, per
 from trixai.core.intervals import mean_of_proportions_interval, proportion_interval
 from trixai.core.metrics import (
     IGNORE_INDEX,
+    in_top2,
     metric_targets,
     per_output_auroc,
     probabilities,
@@ -100,7 +101,7 @@ def score(logits: Tensor, targets: Tensor, clean_logits: Tensor, class_names: li
 def _in_top2(probs: Tensor, targets: Tensor, task: str) -> Tensor | None:
     if task != "multiclass" or probs.shape[1] <= 2:
         return None
-    return (probs.topk(2, dim=1).indices == targets.long()[:, None]).any(1)
+    return in_top2(probs, targets)
 
 
 def proportion_intervals(correct: Tensor, targets: Tensor, task: str, *, classes: int,

@@ -13,6 +13,7 @@ from trixai.core.bootstrap import SUFFIX, Bootstrap
 from trixai.core.errors import TrixaiError
 from trixai.core.metrics import (
     classification_metrics,
+    in_top2,
     metric_targets,
     per_output_auroc,
     probabilities,
@@ -35,7 +36,7 @@ def _proportion_intervals(scores: Tensor, targets: Tensor, task: str, classes: i
     if task != "multiclass":
         return {}
     correct = scores.argmax(1) == targets
-    top2 = (scores.topk(2, dim=1).indices == targets[:, None]).any(1) if classes > 2 else None
+    top2 = in_top2(scores, targets) if classes > 2 else None
     out = proportion_intervals(correct, targets, task, classes=classes, top2=top2)
     names = {"accuracy": "acc", "top2": "top2", "balanced_accuracy": "bal_acc"}
     return {f"{names[k]}{SUFFIX}": v for k, v in out.items() if k in names}
