@@ -94,12 +94,17 @@ class CorruptionSuite(CorruptionSettings):
         return {"set": self.set, "severities": self.severities, "seed": self.seed, "max_points": self.max_points,
                 "reference_size": REFERENCE_SIZE, "corruptions": describe(self.corruptions)}
 
+    def apply(self, images: Tensor, name: str, severity: int, block: int = 0) -> Tensor:
+        """Corruption ``name`` of ``images`` at ``severity``, its noise seeded by (seed, ``block`` of points,
+        corruption, severity)."""
+        number = list(self.corruptions).index(name)
+        generator = make_generator(corruption_seed(self.seed, block, number, severity), images.device)
+        return self.corruptions[name](images, severity, generator=generator)
+
     def corrupt(self, images: Tensor, severity: int, block: int = 0) -> dict[str, Tensor]:
         """Every corruption of ``images`` at ``severity`` (seeded as the suite's ``block``): the explanation suite's
         stability under corruption."""
-        return {name: c(images, severity, generator=make_generator(corruption_seed(self.seed, block, i, severity),
-                                                                   images.device))
-                for i, (name, c) in enumerate(self.corruptions.items())}
+        return {name: self.apply(images, name, severity, block) for name in self.corruptions}
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None, channels_last: bool = False
               ) -> CorruptionPass:
@@ -127,11 +132,10 @@ class CorruptionPass(SuitePass):
         fields: dict[str, Tensor] = {"targets": masked_targets(batch.target, batch.label_mask).cpu()}
         with frozen_eval(self.model), memory_format(self.model, self.channels_last), torch.no_grad():
             fields["clean/logits"] = self.model(x.contiguous(memory_format=self.memory_format)).float().cpu()
-            for i, (name, corruption) in enumerate(self.suite.corruptions.items()):
+            for name in self.suite.corruptions:
                 for s in self.suite.severities:
-                    generator = make_generator(corruption_seed(self.suite.seed, self.block_of(batch), i, s),
-                                               self.device)
-                    corrupted = corruption(x, s, generator=generator).contiguous(memory_format=self.memory_format)
+                    corrupted = self.suite.apply(x, name, s, self.block_of(batch))
+                    corrupted = corrupted.contiguous(memory_format=self.memory_format)
                     fields[f"corruption/{name}/{s}/logits"] = self.model(corrupted).float().cpu()
         self.builder.add(batch.index, fields)
         self.count(batch)
@@ -167,9 +171,8 @@ class CorruptionPass(SuitePass):
         if self.first_image is None:
             return None
         x = self.first_image
-        return x[0], {name: {s: c(x, s, generator=make_generator(corruption_seed(self.suite.seed, 0, i, s), "cpu"))[0]
-                             for s in self.suite.gallery_severities}
-                      for i, (name, c) in enumerate(self.suite.corruptions.items())}
+        return x[0], {name: {s: self.suite.apply(x, name, s)[0] for s in self.suite.gallery_severities}
+                      for name in self.suite.corruptions}
 
 
 def corruption_report(records: Records, suite: CorruptionSuite, *, task: str, class_names: list[str]
