@@ -101,12 +101,17 @@ def fingerprint(context: TaskContext, cfg: DictConfig, split: str, points: int, 
             "settings": {g: plain.get(g) for g in groups}}
 
 
+def shard_points(dataset, shard: Shard, block: int, batch_size: int) -> DataLoader:
+    """The shard's points of ``dataset`` in order (whole blocks of ``block`` points), each batch carrying the points'
+    indices in the dataset."""
+    return DataLoader(ShardView(dataset, shard.indices(len(dataset), block)), batch_size=batch_size, shuffle=False,
+                      num_workers=0)
+
+
 def shard_loader(context: TaskContext, split: str, batch_size: int, shard: Shard, block: int) -> DataLoader:
-    """The shard's points of the split in order, each batch carrying the points' split indices."""
-    dataset = context.bundle.split(split)
-    view = ShardView(dataset, shard.indices(len(dataset), block))
-    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=0)
-    if len(view):
+    """The shard's points of the split, the first batch checked against the model."""
+    loader = shard_points(context.bundle.split(split), shard, block, batch_size)
+    if len(loader.dataset):
         check_first_batch(context.model, next(iter(loader)), f"shard {shard.label} of the {split} split")
     return loader
 
@@ -128,13 +133,13 @@ def run_task_suites(run: SuiteRun, context: TaskContext, cfg: DictConfig, *, pro
             raise TrixaiError("shard.merge=true merges shards run separately; under torchrun rank zero merges by itself")
         if shard.count == 1:
             raise TrixaiError("shard.merge=true needs the number of shards to merge: shard.count=<N>")
-        return merge(run, out_dir, shard.count, print_, rerun, block, source)
+        return merge(run, out_dir, shard.count, print_, rerun, source)
     loader = shard_loader(context, split, batch_size, shard, block)
-    return shard_then_merge(run, loader, shard, out_dir, print_, rerun, block, source, progress)
+    return shard_then_merge(run, loader, shard, out_dir, print_, rerun, source, progress)
 
 
 def shard_then_merge(run: SuiteRun, loader: DataLoader, shard: Shard, out_dir: Path, print_: Mapping,
-                     rerun: Callable[[int], str], block: int, source: Mapping, progress: bool) -> SuiteReports | None:
+                     rerun: Callable[[int], str], source: Mapping, progress: bool) -> SuiteReports | None:
     """Run the suites on this shard's ``loader``, save its records, and merge when this process is the one to: rank
     zero of a process group (torchrun, Lightning DDP) once every rank is done, else the last shard to finish
     (``shard.merge=auto``). Returns the merged reports, or None."""
@@ -147,20 +152,19 @@ def shard_then_merge(run: SuiteRun, loader: DataLoader, shard: Shard, out_dir: P
     if dist.is_initialized():
         dist.barrier()
         if dist.get_rank() == 0 and shard.merge != "false":
-            return merge(run, out_dir, shard.count, print_, rerun, block, source)
+            return merge(run, out_dir, shard.count, print_, rerun, source)
         return None
     if shard.merge == "auto" and claim_merge(out_dir, shard.count, print_):
-        return merge(run, out_dir, shard.count, print_, rerun, block, source)
+        return merge(run, out_dir, shard.count, print_, rerun, source)
     waiting = unfinished(out_dir, shard.count, print_)
     log.info("shard %s finished; %s", shard.label,
              f"waiting for shards {waiting} (the last to finish merges)" if waiting else "another shard merges")
     return None
 
 
-def merge(run: SuiteRun, out_dir: Path, count: int, print_: Mapping, rerun, block: int, source: Mapping
-          ) -> SuiteReports:
+def merge(run: SuiteRun, out_dir: Path, count: int, print_: Mapping, rerun, source: Mapping) -> SuiteReports:
     """The reports of every shard's records, as one process would write them."""
     parts, done = load_shards(out_dir, count, print_, rerun)
     run.restore(parts)
     log.info("merging %d shards into %s", count, out_dir)
-    return run.finish(out_dir, source=source, execution=execution(done, block))
+    return run.finish(out_dir, source=source, execution=execution(done, run.block))

@@ -12,7 +12,6 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import DataLoader
 
 from trixai.core.errors import TrixaiError
 from trixai.core.files import atomic_write_json
@@ -26,11 +25,11 @@ from trixai.robust.corruptions.augment import CorruptionAugment
 from trixai.suites.corruption import CorruptionSuite
 from trixai.suites.robustness import RobustnessSuite, model_fingerprint
 from trixai.suites.runner import SuiteReports, SuiteRun
-from trixai.suites.shards import Shard, ShardView
+from trixai.suites.shards import Shard
 from trixai.tasks.context import dataset_name, split_targets
 from trixai.tasks.loggers import finish_loggers, log_reports
 from trixai.tasks.quiet import quiet_third_party
-from trixai.tasks.sharding import shard_then_merge
+from trixai.tasks.sharding import shard_points, shard_then_merge
 from trixai.training.collapse import CollapseGuard
 from trixai.training.module import TrixModule
 from trixai.training.profiling import profile_model
@@ -103,12 +102,11 @@ def _sharded_test_suites(cfg: DictConfig, module: TrixModule, datamodule: TrixDa
     suites = build_test_suites(cfg, module, dataset, targets)
     shard, block = Shard(trainer.world_size, trainer.global_rank, "auto"), int(cfg.block_size)
     test = datamodule.bundle.test
-    loader = DataLoader(ShardView(test, shard.indices(len(test), block)), batch_size=datamodule.eval_batch_size,
-                        shuffle=False)
+    loader = shard_points(test, shard, block, datamodule.eval_batch_size)
     print_ = {"model": model_fingerprint(module.model), "points": len(test), "block_size": block,
               "shards": shard.count}
     return shard_then_merge(suites, loader, shard, run_dir, print_, lambda i: f"the whole job (rank {i} failed)",
-                            block, source, progress=False)
+                            source, progress=False)
 
 
 def train(cfg: DictConfig) -> dict:
