@@ -147,6 +147,11 @@ def from_mapping(cls: type, values: Mapping | Any, *, key: str) -> Any:
     return cls(**out)
 
 
+def field_values(settings: Any) -> dict[str, Any]:
+    """Every field of a settings dataclass by name: what builds the suite that extends it."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
 SCHEMAS = {"robustness": RobustnessSettings, "corruptions": CorruptionSettings, "explanation": ExplanationSettings,
            "certify": CertificationSettings}
 

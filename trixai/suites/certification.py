@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from trixai.core.errors import TrixaiError
 from trixai.core.intervals import proportion_interval
 from trixai.core.records import Records
 from trixai.core.reports import Cell, CertificationReport
-from trixai.core.settings import CertificationSettings, from_mapping
+from trixai.core.settings import CertificationSettings, field_values, from_mapping
 from trixai.robust.smoothing import ABSTAIN, Smoothing, certified_accuracy, linf_equivalent_radius
 from trixai.suites.base import PointBatch, SuitePass
 
@@ -48,7 +48,7 @@ class CertificationSuite(CertificationSettings):
         if cfg is None:
             return None
         settings = from_mapping(CertificationSettings, dict(cfg), key="certify")
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(settings)}, seed=seed)
+        return cls(**field_values(settings), seed=seed)
 
     def start(self, model: nn.Module, *, device: torch.device | str | None = None) -> CertificationPass:
         return CertificationPass(self, model, device=device)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,7 +42,7 @@ from trixai.core.metrics import (
 )
 from trixai.core.records import Records
 from trixai.core.reports import Cell, CorruptionReport, CorruptionSummary
-from trixai.core.settings import CorruptionSettings, from_mapping
+from trixai.core.settings import CorruptionSettings, field_values, from_mapping
 from trixai.robust.attacks.margins import is_fooled, masked_targets
 from trixai.robust.corruptions import SEVERITIES, Corruption, corruption_set, default_set, describe, make_generator
 from trixai.robust.corruptions.base import REFERENCE_SIZE
@@ -88,7 +88,7 @@ class CorruptionSuite(CorruptionSettings):
         cfg = dict(cfg)
         seed = int(cfg.pop("seed", seed))
         settings = from_mapping(CorruptionSettings, cfg, key="corruptions")
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(settings)}, seed=seed, dataset=dataset)
+        return cls(**field_values(settings), seed=seed, dataset=dataset)
 
     def settings(self) -> dict:
         return {"set": self.set, "severities": self.severities, "seed": self.seed, "max_points": self.max_points,

@@ -33,7 +33,7 @@ from trixai.core.metrics import metric_targets
 from trixai.core.records import Records
 from trixai.core.reports import AttackRef, AttackResult, Check, RobustnessReport, Scores
 from trixai.core.seeds import stable_seed
-from trixai.core.settings import MaskingSettings, RobustnessSettings, from_mapping
+from trixai.core.settings import MaskingSettings, RobustnessSettings, field_values, from_mapping
 from trixai.core.values import as_list, parse_eps
 from trixai.robust.attacks import PGD, Attack, AutoAttack
 from trixai.robust.attacks.margins import is_fooled, masked_targets
@@ -168,8 +168,7 @@ class RobustnessSuite(RobustnessSettings):
         if max_points is not None:
             cfg["max_points"] = max_points
         settings = from_mapping(RobustnessSettings, cfg, key="robustness")
-        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}, seed=seed,
-                   eval_attack=eval_attack)
+        return cls(**field_values(settings), seed=seed, eval_attack=eval_attack)
 
     @property
     def fragility_run(self) -> AttackRun | None:

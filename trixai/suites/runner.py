@@ -219,8 +219,9 @@ def run_suites(run: SuiteRun, loader: Iterable, out_dir: str | Path | None, *, p
         for batch in loader:
             if run.done:
                 break
+            before = run.seen
             run.update(batch)
-            size = len(PointBatch.of(batch).target)
+            size = run.seen - before
             bar.advance(task, size)
             meter.advance(size)
     meter.close()
