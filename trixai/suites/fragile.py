@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from trixai.core.formatting import eps_label
 from trixai.core.records import Records
 from trixai.robust.attacks.margins import is_fooled, masked_targets
+from trixai.robust.losses import expected_hamming_loss
 from trixai.suites.base import PointBatch
 from trixai.xai import figures
 from trixai.xai.explainers import GradCAM
@@ -26,14 +27,11 @@ FIGURE = "figures/fragile_images.png"
 
 def target_probability(logits: Tensor, targets: Tensor, task: str) -> Tensor:
     """Per point, the probability the model gives its target (multi-label: mean over the kept labels, targets not
-    -1, of the probability of the target side)."""
+    -1, of the probability of the target side: one minus the expected Hamming loss)."""
     logits = logits.float()
     if task == "multiclass":
         return logits.softmax(dim=1).gather(1, targets.long()[:, None]).squeeze(1)
-    p = torch.sigmoid(logits)
-    side = torch.where(targets > 0.5, p, 1 - p)
-    kept = (targets >= 0).float()
-    return (side * kept).sum(1) / kept.sum(1).clamp_min(1)
+    return 1 - expected_hamming_loss(logits, targets)
 
 
 @dataclass
@@ -66,17 +64,22 @@ class FragileImages:
         self.k, self.task = int(k), task
         self.kept: list[_Kept] = []
 
-    def _drops(self, batch: PointBatch, clean_logits: Tensor, adversarial_logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Each point's fragility and whether the clean model gets it right."""
+    def _drops(self, batch: PointBatch, clean_logits: Tensor, adversarial_logits: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Each point's fragility and whether the clean model gets it right, with the masked targets and the logits
+        on the CPU."""
         clean_logits, adversarial_logits = clean_logits.float().cpu(), adversarial_logits.float().cpu()
         target = masked_targets(batch.target, batch.label_mask).cpu()
         drop = (target_probability(clean_logits, target, self.task)
                 - target_probability(adversarial_logits, target, self.task))
-        return drop, ~is_fooled(clean_logits, target)
+        return drop, ~is_fooled(clean_logits, target), target, clean_logits, adversarial_logits
+
+    def _top(self, kept: list[_Kept]) -> list[_Kept]:
+        return sorted(kept, key=lambda k: (-k.drop, k.index))[: self.k]
 
     def candidates(self, batch: PointBatch, clean_logits: Tensor, adversarial_logits: Tensor) -> Tensor:
         """The rows of the batch's own top ``k`` (the split's top ``k`` is among the blocks' top ``k``)."""
-        drop, right = self._drops(batch, clean_logits, adversarial_logits)
+        drop, right = self._drops(batch, clean_logits, adversarial_logits)[:2]
         rows = right.nonzero().flatten().tolist()
         rows.sort(key=lambda r: (-float(drop[r]), int(batch.index[r])))
         return torch.tensor(rows[: self.k], dtype=torch.long)
@@ -85,14 +88,12 @@ class FragileImages:
         """Offer the points of one batch (CPU tensors)."""
         if self.k <= 0:
             return
-        clean_logits, adversarial_logits = clean_logits.float().cpu(), adversarial_logits.float().cpu()
-        target = masked_targets(batch.target, batch.label_mask).cpu()
-        drop, right = self._drops(batch, clean_logits, adversarial_logits)
+        drop, right, target, clean_logits, adversarial_logits = self._drops(batch, clean_logits, adversarial_logits)
         names = batch.name or tuple(str(int(i)) for i in batch.index)
         for row in right.nonzero().flatten().tolist():
             self.kept.append(_Kept(float(drop[row]), int(batch.index[row]), names[row], target[row], x[row].clone(),
                                    x_adv[row].clone(), clean_logits[row], adversarial_logits[row]))
-        self.kept = sorted(self.kept, key=lambda k: (-k.drop, k.index))[: self.k]
+        self.kept = self._top(self.kept)
 
     def records(self) -> Records:
         """The kept points as records (what a shard saves; the top ``k`` of the shards' kept points is the top ``k``
@@ -111,7 +112,7 @@ class FragileImages:
                       *(records[name][i] for name in ("target", "clean", "adversarial", "clean_logits",
                                                        "adversarial_logits")))
                 for i in range(len(records))]
-        self.kept = sorted(kept, key=lambda k: (-k.drop, k.index))[: self.k]
+        self.kept = self._top(kept)
 
     def save(self, model: nn.Module, out_dir: Path, *, class_names: list[str], attack) -> str | None:
         """Draw the kept points (image, adversarial image, their Grad-CAM maps at the model's ``high`` layer);
