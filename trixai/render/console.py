@@ -12,7 +12,7 @@ from rich.table import Table
 from trixai.core import catalogue
 from trixai.core.bootstrap import SUFFIX
 from trixai.core.formatting import eps_key, value, with_interval
-from trixai.render.views import eval_attack_label
+from trixai.render.views import test_view
 
 #: Suite metrics shown (all of them are in metrics.json's ``extra`` and the suites' own reports).
 SUITE_ROWS = ("robust/*/accuracy", "robust/masking_checks_*", "xai/pointing_game", "xai/energy_pointing_game",
@@ -59,15 +59,16 @@ def _test_table(metrics: dict, meta: dict) -> Table:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("clean", justify="right")
-    test = metrics.get("test", {})
-    attacked = any(k.startswith("rob_") for k in test)
-    if attacked:
-        table.add_column(eval_attack_label(metrics.get("eval_attack")), justify="right")
-    names = [k for k in test if catalogue.metric(k) is not None and not k.startswith("rob_")
-             and not k.endswith(SUFFIX) and isinstance(test[k], (int, float))]
-    for name in catalogue.order(names):
-        attacked_cell = [with_interval(test.get(f"rob_{name}"), test.get(f"rob_{name}{SUFFIX}"))] if attacked else []
-        table.add_row(name, with_interval(test[name], test.get(f"{name}{SUFFIX}")), *attacked_cell)
+    view = test_view(metrics, [])  # the rows report.html shows; here only the catalogued metrics
+    if view is None:
+        return table
+    if view["attacked"]:
+        table.add_column(view["attack_header"], justify="right")
+    for row in view["rows"]:
+        if catalogue.metric(row["key"]) is None:
+            continue
+        columns = ("clean", "attacked") if view["attacked"] else ("clean",)
+        table.add_row(row["key"], *(with_interval(row[c]["value"], row[c]["ci"]) for c in columns))
     return table
 
 
