@@ -133,7 +133,6 @@ def apply_weights(backbone: nn.Module, state: dict[str, Tensor], *, source: str,
         log.info("%s: %d BatchNorm %s counters absent; they keep the model's values (0 in a new model), as "
                  "load_state_dict does (they matter only for BatchNorm with momentum=None)", source, len(counters),
                  BN_COUNTER)
-        state |= {k: own[k] for k in counters}
     backbone.load_state_dict(state, strict=False)
     return reinit
 

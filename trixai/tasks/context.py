@@ -173,12 +173,6 @@ def split_targets(dataset) -> torch.Tensor | None:
     return None if targets is None else torch.as_tensor(np.array(targets))
 
 
-def split_loader(bundle, split: str, batch_size: int) -> DataLoader:
-    if split not in ("train", "val", "test"):
-        raise TrixaiError(f"split={split!r} is not one of ['train', 'val', 'test']")
-    return DataLoader(bundle.split(split), batch_size=batch_size, shuffle=False, num_workers=0)
-
-
 @dataclass
 class TaskContext:
     """What an evaluation command works on."""
@@ -204,7 +198,7 @@ class TaskContext:
             raise TrixaiError(f"split={split!r} is not one of {list(SPLITS)}")
         if self.bundle is None:
             raise TrixaiError("no dataset: choose one with dataset=<name>")
-        loader = split_loader(self.bundle, split, batch_size)
+        loader = DataLoader(self.bundle.split(split), batch_size=batch_size, shuffle=False, num_workers=0)
         name = (self.data_cfg or {}).get("_target_", "?").rsplit(".", 1)[-1]
         check_first_batch(self.model, next(iter(loader)), f"the {split} split of {name}")
         return loader
