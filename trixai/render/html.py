@@ -120,9 +120,8 @@ def _yaml(config: object) -> str:
     return "" if not config else yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
 
 
-def _model_rows(model_meta: dict | None, provenance: dict | None) -> list[tuple[str, str]]:
-    """The audited model: architecture, classes, input, normalisation, task (from model.json or provenance)."""
-    origin = next((e.get("model") for e in (provenance or {}).values() if e.get("model")), None) or {}
+def _model_rows(model_meta: dict | None, origin: dict) -> list[tuple[str, str]]:
+    """The audited model: architecture, classes, input, normalisation, task (from model.json or its origin)."""
     meta = {**(model_meta or {}), **(origin.get("metadata") or {})}
     rows = []
     for key, label in (("timm_name", "architecture"), ("architecture", "architecture"), ("family", "family"),
@@ -298,7 +297,7 @@ def run_context(directory: str | Path) -> dict:
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "headline": _headline(metrics, robustness_report, corruptions_report, explanations),
         "provenance": _provenance(model_meta, provenance),
-        "model_rows": _model_rows(model_meta, provenance),
+        "model_rows": _model_rows(model_meta, origin),
         "origin": {k: origin.get(k) for k in ("source", "file", "sha256", "sha256_of", "metadata_from")},
         "test": test_view(metrics, (model_meta or {}).get("class_names") or []),
         "robustness": robustness,
