@@ -118,6 +118,14 @@ def test_fast_at_selects_fgsm_and_the_evaluation_follows_the_training_eps(compos
     assert cfg.eval_attack is None
 
 
+def test_fast_at_brings_its_cyclic_rate_and_a_users_scheduler_wins(compose_cfg):
+    assert compose_cfg("objective=fast_at", tiny=False).scheduler._target_ == "trixai.training.optim.cyclic"
+    assert compose_cfg("objective=fast_at", "scheduler=constant", tiny=False).scheduler._target_ \
+        == "trixai.training.optim.constant"
+    assert compose_cfg("experiment=demo", tiny=False).scheduler._target_ == "trixai.training.optim.warmup_cosine"
+    assert compose_cfg("objective=pgd_at", tiny=False).scheduler._target_ == "torch.optim.lr_scheduler.ExponentialLR"
+
+
 def test_a_users_attack_wins_over_the_objectives(compose_cfg):
     attack = instantiate(compose_cfg("objective=pgd_at", "attack=pgd7", tiny=False).attack)
     assert type(attack) is PGD and attack.steps == 7

@@ -63,7 +63,7 @@ class TrixModule(L.LightningModule):
 
     def __init__(self, model: TrixModel, objective: Objective, *, attack: Attack | None = None,
                  eval_attack: Attack | None = None, optimizer: Callable[..., Optimizer],
-                 scheduler: Callable | None = None, scheduler_interval: str = "epoch",
+                 scheduler: Callable | None = None,
                  class_weights: Tensor | None = None,
                  clean_warmup_epochs: int = 0, warmup_class_weights: bool = True, cam_ssim_layer: str | None = None,
                  channels_last: bool = False, eval_seed: int = 0,
@@ -76,7 +76,6 @@ class TrixModule(L.LightningModule):
         self.cam_ssim_layer = cam_ssim_layer
         self.attack, self.eval_attack = attack, eval_attack
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.scheduler_interval = scheduler_interval
         self.register_buffer("class_weights", class_weights, persistent=False)
         metrics = classification_metrics(model.task, model.num_classes, getattr(model, "class_names", None))
         self.train_metrics, self.train_robust = metrics.clone(prefix="train/"), metrics.clone(prefix="train/rob_")
@@ -245,8 +244,11 @@ class TrixModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+        schedule = getattr(self.scheduler_factory, "func", self.scheduler_factory)  # a Hydra partial or a function
+        per_step = bool(getattr(schedule, "per_step", False))
+        steps = {"total_steps": int(self.trainer.estimated_stepping_batches)} if per_step else {}
+        scheduler = self.scheduler_factory(optimizer=optimizer, **steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step" if per_step else "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["trixai"] = self.meta
