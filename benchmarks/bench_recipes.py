@@ -1,15 +1,21 @@
-"""Robust-training recipes side by side: standard, PGD-AT, TRADES, MART, TRADES+AWP and Fast-AT.
+"""Robust-training recipes side by side: standard, PGD-AT, TRADES, MART, TRADES-AWP and Fast-AT, AutoAttack on every row.
 
-Each recipe trains EfficientNet-B0 (64 px, from scratch) on the embedded synthetic_lesions dataset for the same
-epochs (a clean warm-up epoch, then the objective), for every seed, through the real ``trixai-train`` job
-(composed config, Lightning Trainer), optionally all from one common start (``--weights``: adversarial
-fine-tuning of one clean model, when training from scratch does not fit the machine). AutoAttack (standard, the original cascade: each component only on the
-points still robust, which is exact for robust accuracy) then attacks the first ``--aa-points`` test points of the
-exported model; its 95 % interval is the stratified percentile bootstrap of trixai's reports. Cost: the median time of one optimiser step of each objective on the same batch, interleaved
-(machine load hits all alike), as a ratio to the standard step; an epoch has the same number of steps for all.
+Per seed, one clean model (``objective=standard`` from scratch, ``--clean-epochs``) is the common start; every recipe
+then fine-tunes it for ``--epochs`` through the real ``trixai-train`` job (composed config, Lightning Trainer,
+validation every epoch, the best epoch by validation robust balanced accuracy tested; the standard recipe by clean
+balanced accuracy). Each recipe is its objective config as shipped (published defaults: PGD-10 with alpha = eps/4,
+TRADES and MART beta 6, TRADES-AWP gamma 5e-3 — from the first fine-tuning step, ``objective.awp_warmup=0``, since
+a fine-tuning run has no 10th epoch —, Fast-AT's FGSM step of 1.25 eps with its per-batch cyclic rate). The test phase
+scores the whole test split clean and under PGD-10; AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square, each on the
+points still robust) attacks the first ``--aa-points`` test points of the exported model. Proportions carry Jeffreys
+95 % intervals. Cost: the median time of one optimiser step of each objective on the same batch, interleaved (machine
+load hits all alike), as a ratio to the standard step; an epoch has the same number of steps for every recipe.
 
-    python benchmarks/bench_recipes.py --seeds 0 1 2 --out outputs/bench_recipes
-    python benchmarks/bench_recipes.py --weights <clean run>/model.safetensors --warmup 0 --epochs 1 --aa-seeds 0
+Writes ``<out>/recipes.json`` after every row (a rerun with the same settings skips rows already there), then
+``benchmarks/results/recipes.json`` and the table between the ``recipes`` markers of docs/benchmarks.md.
+
+    python benchmarks/bench_recipes.py                       # the table in docs/benchmarks.md
+    python benchmarks/bench_recipes.py --ablation            # the collapse ablation (docs/benchmarks.md, defences.md)
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +32,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from trixai.core.bootstrap import Bootstrap
+from trixai.core.intervals import proportion_interval
 from trixai.models import create_model
 from trixai.models.export import load_model
 from trixai.robust.attacks import AutoAttack
@@ -32,35 +40,103 @@ from trixai.robust.attacks.autoattack import ROBUST
 from trixai.tasks.compose import compose_job
 from trixai.tasks.train import train
 
+ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {
-    "standard": ["objective=standard"],
+    "standard": ["objective=standard", "monitor=val/bal_acc"],
     "pgd_at": ["objective=pgd_at"],
     "trades": ["objective=trades"],
     "mart": ["objective=mart"],
-    "trades_awp": ["objective=trades", "objective.awp_gamma=0.005"],
-    "fast_at": ["objective=fast_at", "attack=fgsm"],
+    "trades_awp": ["objective=trades_awp", "objective.awp_warmup=0"],
+    "fast_at": ["objective=fast_at"],
 }
+ADVERSARIAL = [r for r in RECIPES if r != "standard"]
+
+# The collapse ablation (docs/defences.md): round 2's table setting (B0 at 64 px, a clean start of 4 epochs on 3,000
+# images, then one epoch of fine-tuning on 1,000 images, AdamW lr 2e-3 with per-epoch cosine decay, eps 2/255,
+# sampler 0.75, batch 32), run seed by seed until the recipe collapses (round 2: MART in 3 of 3 seeds, TRADES in 2,
+# Fast-AT in 1), then one change at a time on that seed.
+COSINE = ("scheduler=warmup_cosine", "scheduler.warmup_epochs=0")  # every recipe but Fast-AT (its cyclic rate)
+ABLATION = {
+    "round 2 setting": [*COSINE],
+    "lr 5e-4": [*COSINE, "optimizer.lr=0.0005"],
+    "beta 1": [*COSINE, "objective.beta=1.0"],
+    "uniform sampler": [*COSINE, "data.balanced_sampler=0"],
+    "cyclic rate (warm-up)": ["scheduler=cyclic"],
+    "adversary in train mode": [*COSINE, "objective.adversary_mode=train"],
+    "3 epochs": [*COSINE, "trainer.max_epochs=3"],
+}
+ABLATION_CHANGES = {"mart": ("lr 5e-4", "beta 1", "uniform sampler", "adversary in train mode", "3 epochs"),
+                    "trades": ("lr 5e-4", "beta 1", "adversary in train mode"),
+                    "fast_at": ("cyclic rate (warm-up)",)}
+ABLATION_RECIPES = tuple(ABLATION_CHANGES)
 
 
-def objectives(args: argparse.Namespace) -> dict:
-    """Each recipe's objective and training attack, built from the same config its training run uses."""
-    built = {}
-    for recipe in args.recipes:
-        cfg = recipe_config(recipe, 0, args)
-        built[recipe] = (instantiate(cfg.objective), instantiate(cfg.attack))
-    return built
+def clean_start(seed: int, args: argparse.Namespace) -> Path:
+    """The common start of ``seed``: the standard objective from scratch (reused when already trained)."""
+    out = Path(args.out) / (f"clean_{slug(args.model)}_{args.resolution}px_n{args.clean_n_train or args.n_train}"
+                            f"_e{args.clean_epochs}_lr{args.clean_lr:g}_b{args.batch_size}_seed{seed}")
+    weights = out / "model.safetensors"
+    if not weights.exists():
+        train(compose_job(merged(*base_overrides(seed, args), *COSINE, "objective=standard", "monitor=val/bal_acc",
+                                 f"dataset.n_train={args.clean_n_train or args.n_train}",
+                                 f"trainer.max_epochs={args.clean_epochs}", f"optimizer.lr={args.clean_lr}"), out))
+    return weights
 
 
-def step_costs(args: argparse.Namespace, size: int, batch: int) -> dict[str, float]:
-    """Median seconds per optimiser step of each recipe's objective on one B0 batch (interleaved repeats)."""
+def merged(*overrides: str) -> list[str]:
+    """``overrides`` with only the last value of each key (Hydra refuses a key given twice)."""
+    last = {item.split("=", 1)[0]: item for item in overrides}
+    return list(last.values())
+
+
+def base_overrides(seed: int, args: argparse.Namespace) -> list[str]:
+    eps = args.eps / 255
+    return [
+        "dataset=synthetic_lesions", f"dataset.n_train={args.n_train}", f"model.name={args.model}",
+        f"model.resolution={args.resolution}", "model.drop_rate=0", "model.drop_path_rate=0", "optimizer=adamw",
+        f"optimizer.lr={args.lr}", "clean_warmup_epochs=0",
+        f"attack.eps={eps}", f"data.batch_size={args.batch_size}", "data.balanced_sampler=0.75",
+        "data.augment.random_resized_crop=null", "data.augment.rotation=0", "data.augment.color_jitter=null",
+        "monitor=val/rob_bal_acc", "+attack@eval_attack=pgd10", f"eval_attack.eps={eps}", "robustness.attacks=[clean]",
+        f"robustness.eps=[{eps}]", "robustness.masking.large_eps=null", "explainer=none", "profile=null",
+        "logger=csv", "trainer.enable_progress_bar=false", f"seed={seed}", f"threads={args.threads}",
+    ]
+
+
+def recipe_config(recipe: str, seed: int, args: argparse.Namespace, extra: list[str], name: str):
+    """The composed ``trixai-train`` config of one recipe and seed, fine-tuning the seed's clean start.
+
+    The schedule: the recipe's own (Fast-AT's objective brings its cyclic rate), else per-epoch cosine decay; a
+    ``scheduler=`` choice in ``extra`` replaces it. ``extra``: the ablation's change or ``--override``."""
+    chooses = any(o.startswith("scheduler=") for o in extra)
+    schedule = [] if chooses or recipe == "fast_at" else list(COSINE)
+    overrides = merged(*base_overrides(seed, args), f"trainer.max_epochs={args.epochs}",
+                       f"model.weights={clean_start(seed, args).resolve()}", *RECIPES[recipe], *schedule, *extra)
+    return compose_job(overrides, Path(args.out) / f"{slug(name)}{variant_suffix(args)}_seed{seed}")
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def variant_suffix(args: argparse.Namespace) -> str:
+    """Run folders and the store of an ``--override`` variant are its own (the table's stay untouched)."""
+    return "_" + slug("_".join(args.override)) if args.override else ""
+
+
+def step_costs(args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds per optimiser step of each recipe's objective on one batch (interleaved repeats)."""
     torch.manual_seed(0)
-    base = create_model("efficientnet_b0", 7, resolution=size).train().to(memory_format=torch.channels_last)
-    x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 7, (batch,))
+    size = args.resolution
+    base = create_model(args.model, 7, resolution=size).train().to(memory_format=torch.channels_last)
+    x = torch.rand(args.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (args.batch_size,))
     setups = {}
-    for name, (objective, attack) in objectives(args).items():
+    for recipe in RECIPES:
+        cfg = compose_job(merged(*base_overrides(0, args), *RECIPES[recipe]), Path(args.out) / "costs")
         model = copy.deepcopy(base)
-        setups[name] = (model, objective, attack, torch.optim.SGD(model.parameters(), lr=1e-4))
+        attack = instantiate(cfg.attack) if cfg.attack else None
+        setups[recipe] = (model, instantiate(cfg.objective), attack, torch.optim.AdamW(model.parameters(), lr=1e-4))
     times = {name: [] for name in setups}
     for repeat in range(args.repeats + 1):  # the first round warms up
         for name, (model, objective, attack, optimizer) in setups.items():
@@ -76,46 +152,36 @@ def step_costs(args: argparse.Namespace, size: int, batch: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def recipe_config(recipe: str, seed: int, args: argparse.Namespace):
-    """The composed ``trixai-train`` config of one recipe and seed."""
-    eps = args.eps / 255
-    overrides = [
-        "dataset=synthetic_lesions", f"dataset.n_train={args.n_train}", "model.resolution=64", "model.drop_rate=0",
-        "model.drop_path_rate=0", "optimizer=adamw", "optimizer.lr=0.002", "scheduler=warmup_cosine",
-        "scheduler.warmup_epochs=0", f"trainer.max_epochs={args.epochs}", f"clean_warmup_epochs={args.warmup}",
-        "attack=pgd10", f"attack.eps={eps}", "data.batch_size=32", "data.balanced_sampler=0.75",
-        "data.augment.random_resized_crop=null", "data.augment.rotation=0", "data.augment.color_jitter=null",
-        "monitor=val/rob_bal_acc", "+attack@eval_attack=pgd10", f"eval_attack.eps={eps}",
-        "robustness.attacks=[clean]", f"robustness.eps=[{eps}]", "robustness.masking.large_eps=null",
-        "explainer=none", "profile=null", "logger=csv", "trainer.enable_progress_bar=false", f"seed={seed}",
-        f"threads={args.threads}",
-        *([f"model.weights={Path(args.weights).resolve()}"] if args.weights else []),
-        *RECIPES[recipe],
-    ]
-    return compose_job(overrides, Path(args.out) / f"{recipe}_seed{seed}")
+def interval(successes: float, trials: int) -> list[float]:
+    return list(proportion_interval(successes, trials))
 
 
-def run(recipe: str, seed: int, args: argparse.Namespace) -> dict:
-    eps = args.eps / 255
-    cfg = recipe_config(recipe, seed, args)
+def run(recipe: str, seed: int, args: argparse.Namespace, points: tuple[torch.Tensor, torch.Tensor] | None,
+        extra: list[str], name: str) -> dict:
+    cfg = recipe_config(recipe, seed, args, extra, name)
     start = time.perf_counter()
     metrics = train(cfg)
     trained = time.perf_counter() - start
-    row = {"recipe": recipe, "seed": seed, "train_seconds": trained, "clean_acc": metrics["test"]["acc"],
-           "clean_acc_ci95": metrics["test"].get("acc_ci95"), "pgd10_acc": metrics["test"]["rob_acc"],
-           "pgd10_acc_ci95": metrics["test"].get("rob_acc_ci95"),
-           "collapse": (metrics.get("collapse_guard") or {}).get("collapse")}
-    if seed in args.aa_seeds:
-        x, y = first_test_points(cfg, args.aa_points)
-        _, broken_by = AutoAttack(eps=eps).run(load_model(cfg.paths.output_dir).eval(), x, y)
-        robust = (broken_by == ROBUST).double()
-        interval = Bootstrap.draw(y, seed=seed).intervals(lambda w: {"acc": w.double() @ robust / w.sum(1)})
-        row |= {"aa_acc": float(robust.mean()), "aa_acc_ci95": interval["acc_ci95"], "aa_points": len(y),
-                "aa_seconds": time.perf_counter() - start - trained}
+    test = metrics["test"]
+    guard = (metrics.get("collapse_guard") or {}).get("collapse")
+    row = {"recipe": name, "seed": seed, "clean_acc": test["acc"], "clean_acc_ci95": test.get("acc_ci95"),
+           "clean_bal_acc": test["bal_acc"], "clean_bal_acc_ci95": test.get("bal_acc_ci95"),
+           "pgd10_acc": test["rob_acc"], "pgd10_acc_ci95": test.get("rob_acc_ci95"),
+           "collapsed": test["bal_acc"] <= 1 / 7 + 0.1, "collapse_guard": guard, "train_seconds": trained,
+           "epochs_trained": metrics.get("epochs")}
+    if points is not None:
+        x, y = points
+        begun = time.perf_counter()
+        _, broken_by = AutoAttack(eps=float(cfg.eval_attack.eps)).run(load_model(cfg.paths.output_dir).eval(), x, y)
+        robust = int((broken_by == ROBUST).sum())
+        row |= {"autoattack_acc": robust / len(y), "autoattack_acc_ci95": interval(robust, len(y)),
+                "autoattack_points": len(y), "autoattack_seconds": time.perf_counter() - begun}
     return row
 
 
-def first_test_points(cfg, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def first_test_points(args: argparse.Namespace, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` points of the test split (the same points for every recipe and seed)."""
+    cfg = compose_job(merged(*base_overrides(0, args), *args.override), Path(args.out) / "points")
     datamodule = instantiate(cfg.data, dataset=instantiate(cfg.dataset))
     datamodule.setup("test")
     images, targets = [], []
@@ -127,66 +193,188 @@ def first_test_points(cfg, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(images)[:count], torch.cat(targets)[:count]
 
 
-def mean_std(values: list[float]) -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's machine type elsewhere) and its cores."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return f"{names[0] if names else platform.machine()} ({os.cpu_count()} cores)"
+
+
+def settings(args: argparse.Namespace) -> dict:
+    keys = ("model", "resolution", "n_train", "clean_n_train", "clean_epochs", "clean_lr", "epochs", "lr", "batch_size",
+            "eps", "aa_points", "threads", "ablation")
+    return {key: getattr(args, key) for key in keys} | ({"override": args.override} if args.override else {})
+
+
+def spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(saved: dict) -> list[str]:
+    """The markdown table and the issue's checks, computed from ``saved`` (a recipes.json)."""
+    s, costs, rows = saved["settings"], saved["costs"], saved["runs"]
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"{s['model']} at {s['resolution']} px, synthetic_lesions n_train={s['n_train']}; per seed a clean start "
+        f"({s['clean_epochs']} epochs, AdamW lr {s['clean_lr']:g}), then {s['epochs']} epochs of each recipe (AdamW lr "
+        f"{s['lr']:g}, batch {s['batch_size']}); eps {s['eps']:g}/255; seeds {seeds}; PGD-10 on the whole test split, "
+        f"AutoAttack (standard) on its first {s['aa_points']} points; {s['threads']} threads; runs on "
+        f"{', '.join(sorted({r.get('machine', '?') for r in rows}))}"
+        + (f", step costs on {saved['costs_machine']}" if saved.get("costs_machine") else "")
+        + (f"; overrides {' '.join(s['override'])}." if s.get("override") else "."),
+        "",
+        "| recipe | clean acc | clean bal. acc | PGD-10 acc | AutoAttack acc | step (s) | cost vs standard | collapsed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    means = {}
+    for recipe in RECIPES:
+        mine = [r for r in rows if r["recipe"] == recipe]
+        if not mine:
+            continue
+        means[recipe] = {key: statistics.mean(r[key] for r in mine)
+                         for key in ("clean_acc", "clean_bal_acc", "pgd10_acc", "autoattack_acc")}
+        lines.append(
+            f"| {recipe} | {spread([r['clean_acc'] for r in mine])} | {spread([r['clean_bal_acc'] for r in mine])} | "
+            f"{spread([r['pgd10_acc'] for r in mine])} | {spread([r['autoattack_acc'] for r in mine])} | "
+            f"{cost(costs, recipe)} | "
+            f"{sum(r['collapsed'] for r in mine)}/{len(mine)} |")
+    lines += ["", "Mean ± standard deviation over seeds; per-run values with Jeffreys 95 % intervals in "
+              "benchmarks/results/recipes.json. Collapsed: test balanced accuracy ≤ 1/7 + 0.1.", ""]
+    lines += [f"- {check}" for check in checks(means, costs, rows)]
+    lines += [f"- the collapse guard stopped {r['recipe']} seed {r['seed']}: {r['collapse_guard']}"
+              for r in rows if r.get("collapse_guard")]
+    return lines
+
+
+def cost(costs: dict | None, recipe: str) -> str:
+    """The step time and its ratio to the standard step (not measured for ``--override`` variants)."""
+    if not costs:
+        return "- | -"
+    return f"{costs[recipe]:.3f} | {costs[recipe] / costs['standard']:.2f}x"
+
+
+def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
+    """The issue's acceptance checks, each with the numbers it compares and its verdict."""
+    def verdict(ok: bool) -> str:
+        return "holds" if ok else "FAILS"
+
+    out = [f"no recipe collapses in any seed: {verdict(not any(r['collapsed'] for r in rows))}"]
+    if "standard" in means:
+        floor = means["standard"]["autoattack_acc"] + 0.20
+        for recipe in (r for r in ADVERSARIAL if r in means):
+            aa = means[recipe]["autoattack_acc"]
+            out.append(f"{recipe} AutoAttack {aa:.3f} ≥ standard + 0.20 = {floor:.3f}: {verdict(aa >= floor)}")
+    if "fast_at" in means and "pgd_at" in means and costs:
+        gap = means["pgd_at"]["autoattack_acc"] - means["fast_at"]["autoattack_acc"]
+        ratio = costs["fast_at"] / costs["pgd_at"]
+        out.append(f"Fast-AT AutoAttack {means['fast_at']['autoattack_acc']:.3f} vs PGD-AT "
+                   f"{means['pgd_at']['autoattack_acc']:.3f} (gap {gap:+.3f} ≤ 0.05) at {ratio:.2f}× its step cost "
+                   f"(≤ 0.35): {verdict(gap <= 0.05 and ratio <= 0.35)}")
+    if "trades" in means and "pgd_at" in means:
+        a, b = means["trades"]["clean_acc"], means["pgd_at"]["clean_acc"]
+        out.append(f"TRADES clean {a:.3f} ≥ PGD-AT clean {b:.3f}: {verdict(a >= b)}")
+    return out
+
+
+def ablation_table(saved: dict) -> list[str]:
+    lines = ["| variant | recipe | seed | clean acc | clean bal. acc | PGD-10 acc | collapsed |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in saved["runs"]:
+        variant, recipe = r["recipe"].split(" / ")
+        lines.append(f"| {variant} | {recipe} | {r['seed']} | {r['clean_acc']:.3f} | {r['clean_bal_acc']:.3f} | "
+                     f"{r['pgd10_acc']:.3f} | {'yes' if r['collapsed'] else 'no'} |")
+    return lines
+
+
+def write_docs(lines: list[str], marker: str) -> None:
+    """Replace the block between ``<!-- {marker}:begin -->`` and ``<!-- {marker}:end -->`` in docs/benchmarks.md."""
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text()
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: markers {begin} ... {end} not found")
+    head, rest = text.split(begin, 1)
+    path.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--eps", type=float, default=2.0, help="L-inf radius in 1/255 units (training and AutoAttack)")
-    parser.add_argument("--n-train", type=int, default=1500)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="clean warm-up epochs (all recipes)")
-    parser.add_argument("--aa-points", type=int, default=128)
-    parser.add_argument("--aa-seeds", type=int, nargs="*", default=None, help="seeds AutoAttack runs for (default all)")
-    parser.add_argument("--weights", default=None, help="common start for every recipe (a model.safetensors)")
+    parser.add_argument("--model", default="test_efficientnet", help="timm name (efficientnet_b0: see docs)")
+    parser.add_argument("--resolution", type=int, default=48)
+    parser.add_argument("--eps", type=float, default=8.0, help="L-inf radius in 1/255 units (training and attacks)")
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--clean-n-train", type=int, default=None, help="images of the clean start (default --n-train)")
+    parser.add_argument("--clean-epochs", type=int, default=8)
+    parser.add_argument("--clean-lr", type=float, default=0.002)
+    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of every recipe")
+    parser.add_argument("--lr", type=float, default=0.001, help="peak AdamW learning rate of the fine-tuning")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--aa-points", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="step-time repeats")
+    parser.add_argument("--ablation", action="store_true", help="run the collapse ablation instead of the table (its "
+                        "own model, data, epochs, eps and lr: round 2's setting)")
+    parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every recipe (a variant: "
+                        "printed only, neither docs/benchmarks.md nor benchmarks/results written)")
     parser.add_argument("--out", default="outputs/bench_recipes")
-    parser.add_argument("--table-only", action="store_true", help="print the table of <out>/recipes.json and stop")
+    parser.add_argument("--table-only", action="store_true", help="print the tables of <out>/recipes.json and stop")
     args = parser.parse_args()
+    if args.ablation and args.override:
+        parser.error("--ablation runs its own changes; --override is for variants of the table")
+    if args.aa_points < 1 and not args.ablation:
+        parser.error("--aa-points must be >= 1: AutoAttack is a column of the table")
+    if args.ablation:  # round 2's setting: B0 64 px, 1,000 images, one epoch, eps 2/255, no AutoAttack
+        args.n_train, args.epochs, args.eps, args.lr, args.aa_points = 1000, 1, 2.0, 0.002, 0
+        args.model, args.resolution, args.clean_epochs, args.clean_n_train = "efficientnet_b0", 64, 4, 3000
+    name = "collapse_ablation" if args.ablation else "recipes"
+    store = Path(args.out) / f"{name}{variant_suffix(args)}.json"
+    saved = json.loads(store.read_text()) if store.exists() else None
     if args.table_only:
-        saved = json.loads((Path(args.out) / "recipes.json").read_text())
-        print_table(saved["costs"], saved["runs"], args)
+        if saved is None:
+            raise SystemExit(f"{store}: no stored runs (run the benchmark with --out {args.out} first)")
+        print("\n".join(ablation_table(saved) if args.ablation else table(saved)))
         return
     torch.set_num_threads(args.threads)
-    args.aa_seeds = args.seeds if args.aa_seeds is None else args.aa_seeds
-    costs = step_costs(args, 64, 32)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for seed in args.seeds:
-        for recipe in args.recipes:
-            rows.append(run(recipe, seed, args))
-            (Path(args.out) / "recipes.json").write_text(json.dumps({"costs": costs, "runs": rows}, indent=1))
-    print_table(costs, rows, args)
+    if saved is None or saved["settings"] != settings(args):
+        saved = {"settings": settings(args), "costs": None, "costs_machine": None, "runs": []}
+    store.parent.mkdir(parents=True, exist_ok=True)
+    if saved["costs"] is None and not (args.ablation or args.override):
+        saved["costs"], saved["costs_machine"] = step_costs(args), cpu_name()
+    points = None if args.ablation else first_test_points(args, args.aa_points)
 
+    def record(recipe: str, seed: int, extra: list[str], label: str) -> dict:
+        """The row of ``label`` and ``seed``: the saved one, else a new run (saved at once)."""
+        for row in saved["runs"]:
+            if (row["recipe"], row["seed"]) == (label, seed):
+                return row
+        saved["runs"].append(run(recipe, seed, args, points, extra, label) | {"machine": cpu_name()})
+        store.write_text(json.dumps(saved, indent=1))
+        return saved["runs"][-1]
 
-def print_table(costs: dict[str, float], rows: list[dict], args: argparse.Namespace) -> None:
-    """The markdown table of the runs in ``rows`` (also of an interrupted benchmark, from its recipes.json)."""
-    seeds = sorted({r["seed"] for r in rows})
-    aa_seeds = sorted({r["seed"] for r in rows if "aa_acc" in r})
-    start = f"from {args.weights}" if args.weights else "from scratch"
-    print(f"EfficientNet-B0 64 px {start}, synthetic_lesions n_train={args.n_train}, {args.epochs} epochs "
-          f"({args.warmup} clean warm-up), eps {args.eps:g}/255, seeds {seeds}; PGD-10 on the whole test set; "
-          f"AutoAttack (standard) on {args.aa_points} test points for seeds {aa_seeds}; {args.threads} threads")
-    print("| recipe | clean acc | PGD-10 acc | AutoAttack acc [95% CI] | step (s) | cost vs standard |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for recipe in args.recipes:
-        mine = [r for r in rows if r["recipe"] == recipe]
-        if not mine:
-            continue
-        attacked = [r for r in mine if "aa_acc" in r]
-        aa = "; ".join(f"{r['aa_acc']:.3f} [{r['aa_acc_ci95'][0]:.2f}, {r['aa_acc_ci95'][1]:.2f}]" for r in attacked)
-        print(f"| {recipe} | {mean_std([r['clean_acc'] for r in mine])} | {mean_std([r['pgd10_acc'] for r in mine])} "
-              f"| {aa or '-'} | {costs[recipe]:.3f} | {costs[recipe] / costs['standard']:.2f}x |")
-    print(f"Fast-AT step / PGD-AT (PGD-10) step: {costs['fast_at'] / costs['pgd_at']:.2f}")
-    for row in rows:
-        if row["collapse"]:
-            print(f"collapse guard stopped {row['recipe']} seed {row['seed']}: {row['collapse']}")
+    if args.ablation:  # the setting seed by seed until it collapses, then each change on that seed
+        (base, base_extra), *changes = ABLATION.items()
+        for recipe in ABLATION_RECIPES:
+            collapsed = next((seed for seed in args.seeds
+                              if record(recipe, seed, base_extra, f"{base} / {recipe}")["collapsed"]), None)
+            for variant, extra in changes:
+                if collapsed is not None and variant in ABLATION_CHANGES[recipe]:
+                    record(recipe, collapsed, extra, f"{variant} / {recipe}")
+    else:
+        for seed in args.seeds:
+            for recipe in args.recipes:
+                record(recipe, seed, args.override, recipe)
+    lines = ablation_table(saved) if args.ablation else table(saved)
+    print("\n".join(lines))
+    if args.override:
+        return
+    results = ROOT / "benchmarks" / "results" / f"{name}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(saved, indent=1))
+    write_docs(lines, name)
 
 
 if __name__ == "__main__":

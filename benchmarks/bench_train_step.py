@@ -5,7 +5,8 @@ memory format, AdamW's multi-tensor (``foreach``) update, batch size, ``torch.co
 
 Every variant is timed on the same random batch, interleaved over ``--repeats`` rounds after a warm-up round (machine
 load hits all alike); medians. ``--compile`` adds ``torch.compile`` of the channels_last model (its first step,
-the compilation, is printed separately). The loader row is one epoch of ``experiment=demo``'s training loader.
+the compilation, is printed separately). "backward" includes ``zero_grad``. The loader row is one epoch of
+``experiment=demo``'s training loader.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def loader_epoch_seconds() -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, choices=range(1, 1001), metavar="N")
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,16 +82,16 @@ def main() -> None:
                 times[name].append(parts)
             elif "compile" in name:
                 print(f"torch.compile: first step (compilation) {sum(parts):.1f} s")
-    base = statistics.median(sum(p) for p in times["channels_last, AdamW loop, batch 32 (round 2)"])
+    base = statistics.median(sum(p) for p in times["channels_last, AdamW loop, batch 32 (round 2)"]) / 32
     print(f"EfficientNet-B0 {SIZE} px, 7 classes, {args.threads} threads, median of {args.repeats}")
-    print("| variant | forward (s) | backward (s) | optimiser (s) | step (s) | ms per image | step vs round 2 |")
+    print("| variant | forward (s) | backward (s) | optimiser (s) | step (s) | ms per image | per image vs round 2 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, parts in times.items():
         forward, backward, update = (statistics.median(p[i] for p in parts) for i in range(3))
         total = statistics.median(sum(p) for p in parts)
         batch = len(variants[name][1])
         print(f"| {name} | {forward:.4f} | {backward:.4f} | {update:.4f} | {total:.4f} | {1000 * total / batch:.2f} | "
-              f"{total / base:.2f} |")
+              f"{total / batch / base:.2f} |")
     batches, seconds = loader_epoch_seconds()
     print(f"experiment=demo training loader: one epoch of {batches} batches in {seconds:.2f} s")
 

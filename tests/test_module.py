@@ -100,3 +100,13 @@ def test_the_trainer_steps_a_per_step_schedule_every_batch_over_all_epochs():
                         limit_val_batches=0)
     trainer.fit(module, train_dataloaders=batches)
     assert log.rates == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.2, 0.1])
+
+
+def test_a_per_step_schedule_refuses_a_run_without_an_end():
+    module = TrixModule(tiny_timm(num_classes=3), Standard(), optimizer=partial(torch.optim.SGD, lr=0.3),
+                        scheduler=partial(cyclic, peak=0.5))
+    trainer = L.Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    with pytest.raises(TrixaiError, match="scheduler=cyclic is stepped every batch over the whole run: set "
+                                          "trainer.max_epochs or trainer.max_steps"):
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([BATCH, BATCH], batch_size=None))

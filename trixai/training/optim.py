@@ -27,8 +27,9 @@ def constant(optimizer: Optimizer) -> LRScheduler:
 
 def cyclic(optimizer: Optimizer, *, total_steps: int, peak: float = 0.5) -> LRScheduler:
     """Wong et al. 2020 (Fast-AT, ``train_fgsm.py``): the rate rises linearly from 0 to the optimiser's lr over the
-    first ``peak`` of all training steps and falls linearly back to 0 at the last step, stepped every batch (their
-    ``CyclicLR(base_lr=0, max_lr=0.2, step_size_up=step_size_down=total_steps / 2)`` with SGD)."""
+    first ``peak`` of all training steps and falls linearly towards 0, which it would reach one step after the last,
+    stepped every batch; the first step runs at rate 0 (their ``CyclicLR(base_lr=0, max_lr=0.2,
+    step_size_up=step_size_down=total_steps / 2)`` with SGD, the same rate at every step)."""
     if not 0.0 < peak < 1.0:
         raise TrixaiError(f"scheduler.peak={peak}: expected the fraction of all steps at which the rate peaks, in (0, 1)")
     total = max(2, int(total_steps))
