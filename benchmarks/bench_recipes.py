@@ -281,7 +281,11 @@ def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
 
 def ablation_table(saved: dict) -> list[str]:
     lines = ["| variant | recipe | seed | clean acc | clean bal. acc | PGD-10 acc | collapsed |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in saved["runs"]:
+    def order(row: dict) -> tuple:
+        variant, recipe = row["recipe"].split(" / ")
+        return ABLATION_RECIPES.index(recipe), list(ABLATION).index(variant), row["seed"]
+
+    for r in sorted(saved["runs"], key=order):
         variant, recipe = r["recipe"].split(" / ")
         lines.append(f"| {variant} | {recipe} | {r['seed']} | {r['clean_acc']:.3f} | {r['clean_bal_acc']:.3f} | "
                      f"{r['pgd10_acc']:.3f} | {'yes' if r['collapsed'] else 'no'} |")
@@ -321,8 +325,12 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every recipe (a variant: "
                         "printed only, neither docs/benchmarks.md nor benchmarks/results written)")
     parser.add_argument("--out", default="outputs/bench_recipes")
-    parser.add_argument("--table-only", action="store_true", help="print the tables of <out>/recipes.json and stop")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the stored runs and stop")
+    parser.add_argument("--publish", action="store_true", help="with --table-only: also write benchmarks/results and "
+                        "docs/benchmarks.md from the stored runs (an interrupted benchmark's rows)")
     args = parser.parse_args()
+    if args.publish and (args.override or not args.table_only):
+        parser.error("--publish goes with --table-only (a full run publishes itself), not with --override")
     if args.ablation and args.override:
         parser.error("--ablation runs its own changes; --override is for variants of the table")
     if args.aa_points < 1 and not args.ablation:
@@ -337,6 +345,8 @@ def main() -> None:
         if saved is None:
             raise SystemExit(f"{store}: no stored runs (run the benchmark with --out {args.out} first)")
         print("\n".join(ablation_table(saved) if args.ablation else table(saved)))
+        if args.publish:
+            publish(saved, name, ablation_table(saved) if args.ablation else table(saved))
         return
     torch.set_num_threads(args.threads)
     if saved is None or saved["settings"] != settings(args):
@@ -369,8 +379,12 @@ def main() -> None:
                 record(recipe, seed, args.override, recipe)
     lines = ablation_table(saved) if args.ablation else table(saved)
     print("\n".join(lines))
-    if args.override:
-        return
+    if not args.override:
+        publish(saved, name, lines)
+
+
+def publish(saved: dict, name: str, lines: list[str]) -> None:
+    """``benchmarks/results/<name>.json`` and the table in docs/benchmarks.md."""
     results = ROOT / "benchmarks" / "results" / f"{name}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(saved, indent=1))
