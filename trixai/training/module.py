@@ -247,17 +247,16 @@ class TrixModule(L.LightningModule):
             return optimizer
         schedule = getattr(self.scheduler_factory, "func", self.scheduler_factory)  # a Hydra partial or a function
         per_step = bool(getattr(schedule, "per_step", False))
-        steps = {"total_steps": self._total_steps()} if per_step else {}
+        steps = {"total_steps": self._total_steps(schedule.__name__)} if per_step else {}
         scheduler = self.scheduler_factory(optimizer=optimizer, **steps)
         interval = "step" if per_step else "epoch"
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
-    def _total_steps(self) -> int:
+    def _total_steps(self, schedule: str) -> int:
         """The run's optimiser steps, which a per-step schedule spans; refused when the run has no end."""
         total = self.trainer.estimated_stepping_batches
         if not (math.isfinite(total) and total > 0):
-            raise TrixaiError(f"scheduler={getattr(self.scheduler_factory, 'func', self.scheduler_factory).__name__} "
-                              "is stepped every batch over the whole run: set trainer.max_epochs or trainer.max_steps")
+            raise TrixaiError(f"scheduler={schedule} is stepped every batch over the whole run: set trainer.max_epochs or trainer.max_steps")
         return int(total)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
