@@ -7,9 +7,11 @@ balanced accuracy). Each recipe is its objective config as shipped (published de
 TRADES and MART beta 6, TRADES-AWP gamma 5e-3 — from the first fine-tuning step, ``objective.awp_warmup=0``, since
 a fine-tuning run has no 10th epoch —, Fast-AT's FGSM step of 1.25 eps with its per-batch cyclic rate). The test phase
 scores the whole test split clean and under PGD-10; AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square, each on the
-points still robust) attacks the first ``--aa-points`` test points of the exported model. Proportions carry Jeffreys
-95 % intervals. Cost: the median time of one optimiser step of each objective on the same batch, interleaved (machine
-load hits all alike), as a ratio to the standard step; an epoch has the same number of steps for every recipe.
+points still robust) attacks the first ``--aa-points`` test points of the exported model, and the whole test split of
+the recipes named by ``--aa-test-split`` (PGD-AT and Fast-AT: the pair the Fast-AT check compares, on the same
+points per seed). Proportions carry Jeffreys 95 % intervals. Cost: the median time of one optimiser step of each
+objective on the same batch, interleaved (machine load hits all alike), as a ratio to the standard step; an epoch has
+the same number of steps for every recipe.
 
 Writes ``<out>/recipes.json`` after every row (a rerun with the same settings skips rows already there), then
 ``benchmarks/results/recipes.json`` and the table between the ``recipes`` markers of docs/benchmarks.md.
@@ -112,7 +114,11 @@ def recipe_config(recipe: str, seed: int, args: argparse.Namespace, extra: list[
     schedule = [] if chooses or recipe == "fast_at" else list(COSINE)
     overrides = merged(*base_overrides(seed, args), f"trainer.max_epochs={args.epochs}",
                        f"model.weights={clean_start(seed, args).resolve()}", *RECIPES[recipe], *schedule, *extra)
-    return compose_job(overrides, Path(args.out) / f"{slug(name)}{variant_suffix(args)}_seed{seed}")
+    return compose_job(overrides, run_dir(name, seed, args))
+
+
+def run_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
+    return Path(args.out) / f"{slug(name)}{variant_suffix(args)}_seed{seed}"
 
 
 def slug(text: str) -> str:
@@ -152,10 +158,6 @@ def step_costs(args: argparse.Namespace) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def interval(successes: float, trials: int) -> list[float]:
-    return list(proportion_interval(successes, trials))
-
-
 def run(recipe: str, seed: int, args: argparse.Namespace, points: tuple[torch.Tensor, torch.Tensor] | None,
         extra: list[str], name: str) -> dict:
     cfg = recipe_config(recipe, seed, args, extra, name)
@@ -170,17 +172,22 @@ def run(recipe: str, seed: int, args: argparse.Namespace, points: tuple[torch.Te
            "collapsed": test["bal_acc"] <= 1 / 7 + 0.1, "collapse_guard": guard, "train_seconds": trained,
            "epochs_trained": metrics.get("epochs")}
     if points is not None:
-        x, y = points
-        begun = time.perf_counter()
-        _, broken_by = AutoAttack(eps=float(cfg.eval_attack.eps)).run(load_model(cfg.paths.output_dir).eval(), x, y)
-        robust = int((broken_by == ROBUST).sum())
-        row |= {"autoattack_acc": robust / len(y), "autoattack_acc_ci95": interval(robust, len(y)),
-                "autoattack_points": len(y), "autoattack_seconds": time.perf_counter() - begun}
+        row |= autoattack(Path(cfg.paths.output_dir), points, args, "autoattack")
     return row
 
 
-def first_test_points(args: argparse.Namespace, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` points of the test split (the same points for every recipe and seed)."""
+def autoattack(run_dir: Path, points: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace, key: str) -> dict:
+    """AutoAttack (standard) accuracy of the model exported to ``run_dir`` on ``points``: the row's ``key`` fields."""
+    x, y = points
+    begun = time.perf_counter()
+    _, broken_by = AutoAttack(eps=args.eps / 255).run(load_model(run_dir).eval(), x, y)
+    robust = int((broken_by == ROBUST).sum())
+    return {f"{key}_acc": robust / len(y), f"{key}_acc_ci95": list(proportion_interval(robust, len(y))),
+            f"{key}_points": len(y), f"{key}_seconds": time.perf_counter() - begun}
+
+
+def test_points(args: argparse.Namespace, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` points of the test split, all of it without ``count`` (the same for every recipe, seed)."""
     cfg = compose_job(merged(*base_overrides(0, args), *args.override), Path(args.out) / "points")
     datamodule = instantiate(cfg.data, dataset=instantiate(cfg.dataset))
     datamodule.setup("test")
@@ -188,7 +195,7 @@ def first_test_points(args: argparse.Namespace, count: int) -> tuple[torch.Tenso
     for batch in datamodule.test_dataloader():
         images.append(batch["image"])
         targets.append(batch["target"])
-        if sum(len(t) for t in targets) >= count:
+        if count is not None and sum(len(t) for t in targets) >= count:
             break
     return torch.cat(images)[:count], torch.cat(targets)[:count]
 
@@ -221,7 +228,8 @@ def table(saved: dict) -> list[str]:
         f"{s['model']} at {s['resolution']} px, synthetic_lesions n_train={s['n_train']}; per seed a clean start "
         f"({s['clean_epochs']} epochs, AdamW lr {s['clean_lr']:g}), then {s['epochs']} epochs of each recipe (AdamW lr "
         f"{s['lr']:g}, batch {s['batch_size']}); eps {s['eps']:g}/255; seeds {seeds}; PGD-10 on the whole test split, "
-        f"AutoAttack (standard) on its first {s['aa_points']} points; {s['threads']} threads; runs on "
+        f"AutoAttack (standard) on its first {s['aa_points']} points (and on all of it for the Fast-AT check's pair, "
+        f"below); {s['threads']} threads; runs on "
         f"{', '.join(sorted({r.get('machine', '?') for r in rows}))}"
         + (f", step costs on {saved['costs_machine']}" if saved.get("costs_machine") else "")
         + (f"; overrides {' '.join(s['override'])}." if s.get("override") else "."),
@@ -273,6 +281,18 @@ def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
         out.append(f"Fast-AT AutoAttack {means['fast_at']['autoattack_acc']:.3f} vs PGD-AT "
                    f"{means['pgd_at']['autoattack_acc']:.3f} (gap {gap:+.3f} ≤ 0.05) at {ratio:.2f}× its step cost "
                    f"(≤ 0.35): {verdict(gap <= 0.05 and ratio <= 0.35)}")
+    pgd = {r["seed"]: r for r in rows if r["recipe"] == "pgd_at" and "autoattack_test_acc" in r}
+    fast = {r["seed"]: r for r in rows if r["recipe"] == "fast_at" and r["seed"] in pgd and "autoattack_test_acc" in r}
+    if fast and costs:
+        gaps = [pgd[seed]["autoattack_test_acc"] - fast[seed]["autoattack_test_acc"] for seed in sorted(fast)]
+        mean = statistics.mean
+        points = {r["autoattack_test_points"] for r in fast.values()}
+        out.append(f"the same on the whole test split ({', '.join(map(str, sorted(points)))} points, seeds "
+                   f"{sorted(fast)}): Fast-AT AutoAttack {mean(r['autoattack_test_acc'] for r in fast.values()):.3f} "
+                   f"vs PGD-AT {mean(pgd[seed]['autoattack_test_acc'] for seed in fast):.3f}, gap per seed "
+                   f"{', '.join(f'{g:+.3f}' for g in gaps)}, mean {mean(gaps):+.3f} ≤ 0.05 at "
+                   f"{costs['fast_at'] / costs['pgd_at']:.2f}× its step cost: "
+                   f"{verdict(mean(gaps) <= 0.05 and costs['fast_at'] / costs['pgd_at'] <= 0.35)}")
     if "trades" in means and "pgd_at" in means:
         a, b = means["trades"]["clean_acc"], means["pgd_at"]["clean_acc"]
         out.append(f"TRADES clean {a:.3f} ≥ PGD-AT clean {b:.3f}: {verdict(a >= b)}")
@@ -318,6 +338,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.001, help="peak AdamW learning rate of the fine-tuning")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--aa-points", type=int, default=64)
+    parser.add_argument("--aa-test-split", nargs="*", default=["pgd_at", "fast_at"], choices=list(RECIPES),
+                        help="recipes whose runs AutoAttack also attacks on the whole test split (none: skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="step-time repeats")
     parser.add_argument("--ablation", action="store_true", help="run the collapse ablation instead of the table (its "
@@ -354,7 +376,7 @@ def main() -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
     if saved["costs"] is None and not (args.ablation or args.override):
         saved["costs"], saved["costs_machine"] = step_costs(args), cpu_name()
-    points = None if args.ablation else first_test_points(args, args.aa_points)
+    points = None if args.ablation else test_points(args, args.aa_points)
 
     def record(recipe: str, seed: int, extra: list[str], label: str) -> dict:
         """The row of ``label`` and ``seed``: the saved one, else a new run (saved at once)."""
@@ -377,6 +399,11 @@ def main() -> None:
         for seed in args.seeds:
             for recipe in args.recipes:
                 record(recipe, seed, args.override, recipe)
+        whole = test_points(args) if args.aa_test_split else None
+        for row in saved["runs"]:  # the Fast-AT check's pair on the whole test split (saved row by row)
+            if row["recipe"] in args.aa_test_split and row["seed"] in args.seeds and "autoattack_test_acc" not in row:
+                row |= autoattack(run_dir(row["recipe"], row["seed"], args), whole, args, "autoattack_test")
+                store.write_text(json.dumps(saved, indent=1))
     lines = ablation_table(saved) if args.ablation else table(saved)
     print("\n".join(lines))
     if not args.override:

@@ -154,6 +154,14 @@ def test_experiments_keep_their_attacks(compose_cfg):
     assert instantiate(cfg.attack).steps == 10 and cfg.objective._target_.endswith("TRADES")
 
 
+def test_the_tri_objective_ablation_keeps_its_measured_epochs_when_the_demo_changes(compose_cfg):
+    """experiment/tri_objective_ablation.yaml builds on the demo but reproduces docs/tri_objective.md's runs: 5 clean
+    epochs and one objective epoch, validated once at the end, while the demo trains 2 + 1."""
+    demo, ablation = compose_cfg("experiment=demo", tiny=False), compose_cfg("experiment=tri_objective_ablation", tiny=False)
+    assert (demo.clean_warmup_epochs, demo.trainer.max_epochs, demo.trainer.check_val_every_n_epoch) == (2, 3, 3)
+    assert (ablation.clean_warmup_epochs, ablation.trainer.max_epochs, ablation.trainer.check_val_every_n_epoch) == (5, 6, 6)
+
+
 def test_published_objective_defaults(compose_cfg):
     built = {name: instantiate(compose_cfg(f"objective={name}", tiny=False).objective)
              for name in ("trades", "trades_awp", "mart", "gaussian_noise", "pgd_at")}
