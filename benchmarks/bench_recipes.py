@@ -26,12 +26,12 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from bench_test_phase import cpu_name
 from hydra.utils import instantiate
 
 from trixai.core.intervals import proportion_interval
@@ -186,26 +186,18 @@ def autoattack(run_dir: Path, points: tuple[torch.Tensor, torch.Tensor], args: a
             f"{key}_points": len(y), f"{key}_seconds": time.perf_counter() - begun}
 
 
-def test_points(args: argparse.Namespace, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` points of the test split, all of it without ``count`` (the same for every recipe, seed)."""
+def test_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole test split as the models see it (the same points for every recipe and seed)."""
     cfg = compose_job(merged(*base_overrides(0, args), *args.override), Path(args.out) / "points")
     datamodule = instantiate(cfg.data, dataset=instantiate(cfg.dataset))
     datamodule.setup("test")
-    images, targets = [], []
-    for batch in datamodule.test_dataloader():
-        images.append(batch["image"])
-        targets.append(batch["target"])
-        if count is not None and sum(len(t) for t in targets) >= count:
-            break
-    return torch.cat(images)[:count], torch.cat(targets)[:count]
+    batches = list(datamodule.test_dataloader())
+    return torch.cat([b["image"] for b in batches]), torch.cat([b["target"] for b in batches])
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; the platform's machine type elsewhere) and its cores."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.exists() else []
-    return f"{names[0] if names else platform.machine()} ({os.cpu_count()} cores)"
+def machine() -> str:
+    """The CPU's model name and its cores."""
+    return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -375,15 +367,16 @@ def main() -> None:
         saved = {"settings": settings(args), "costs": None, "costs_machine": None, "runs": []}
     store.parent.mkdir(parents=True, exist_ok=True)
     if saved["costs"] is None and not (args.ablation or args.override):
-        saved["costs"], saved["costs_machine"] = step_costs(args), cpu_name()
-    points = None if args.ablation else test_points(args, args.aa_points)
+        saved["costs"], saved["costs_machine"] = step_costs(args), machine()
+    whole = None if args.ablation else test_split(args)
+    points = None if whole is None else (whole[0][:args.aa_points], whole[1][:args.aa_points])
 
     def record(recipe: str, seed: int, extra: list[str], label: str) -> dict:
         """The row of ``label`` and ``seed``: the saved one, else a new run (saved at once)."""
         for row in saved["runs"]:
             if (row["recipe"], row["seed"]) == (label, seed):
                 return row
-        saved["runs"].append(run(recipe, seed, args, points, extra, label) | {"machine": cpu_name()})
+        saved["runs"].append(run(recipe, seed, args, points, extra, label) | {"machine": machine()})
         store.write_text(json.dumps(saved, indent=1))
         return saved["runs"][-1]
 
@@ -399,7 +392,6 @@ def main() -> None:
         for seed in args.seeds:
             for recipe in args.recipes:
                 record(recipe, seed, args.override, recipe)
-        whole = test_points(args) if args.aa_test_split else None
         for row in saved["runs"]:  # the Fast-AT check's pair on the whole test split (saved row by row)
             if row["recipe"] in args.aa_test_split and row["seed"] in args.seeds and "autoattack_test_acc" not in row:
                 row |= autoattack(run_dir(row["recipe"], row["seed"], args), whole, args, "autoattack_test")
