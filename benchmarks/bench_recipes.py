@@ -1,11 +1,12 @@
 """Robust-training recipes side by side: standard, PGD-AT, TRADES, MART, TRADES-AWP and Fast-AT, AutoAttack on every row.
 
 Per seed, one clean model (``objective=standard`` from scratch, ``--clean-epochs``) is the common start; every recipe
-then fine-tunes it for ``--epochs`` through the real ``trixai-train`` job (composed config, Lightning Trainer,
-validation every epoch, the best epoch by validation robust balanced accuracy tested; the standard recipe by clean
-balanced accuracy). Each recipe is its objective config as shipped (published defaults: PGD-10 with alpha = eps/4,
-TRADES and MART beta 6, TRADES-AWP gamma 5e-3 — from the first fine-tuning step, ``objective.awp_warmup=0``, since
-a fine-tuning run has no 10th epoch —, Fast-AT's FGSM step of 1.25 eps with its per-batch cyclic rate);
+then fine-tunes it for ``--epochs`` (``EPOCHS``: a multiple of them) through the real ``trixai-train`` job
+(composed config, Lightning Trainer, validation every epoch, the best epoch by validation robust balanced accuracy
+tested; the standard recipe by clean balanced accuracy). Each recipe is its objective config as shipped (published
+defaults: PGD-10 with alpha = eps/4, TRADES and MART beta 6, TRADES-AWP gamma 5e-3 — from the first fine-tuning
+step, ``objective.awp_warmup=0``, since a fine-tuning run has no 10th epoch —, Fast-AT's FGSM step of 1.25 eps with
+its per-batch cyclic rate);
 ``fast_at_2x`` is Fast-AT with twice the epochs, which its step, a quarter of PGD-AT's, pays for. The test phase
 scores the whole test split clean and under PGD-10; AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square, each on the
 points still robust) attacks the first ``--aa-points`` test points of the exported model, and the whole test split of
@@ -232,13 +233,15 @@ def table(saved: dict) -> list[str]:
         f"{s['model']} at {s['resolution']} px, synthetic_lesions n_train={s['n_train']}; per seed a clean start "
         f"({s['clean_epochs']} epochs, AdamW lr {s['clean_lr']:g}), then each recipe's epochs (AdamW lr "
         f"{s['lr']:g}, batch {s['batch_size']}); eps {s['eps']:g}/255; seeds {seeds}; PGD-10 on the whole test split, "
-        f"AutoAttack (standard) on its first {s['aa_points']} points (and on all of it for the Fast-AT checks' "
-        f"pairs, below); {s['threads']} threads; runs on "
+        f"AutoAttack (standard) on its first {s['aa_points']} points"
+        + (" (and on all of it for the Fast-AT checks' pairs, below)" if any("autoattack_test_acc" in r for r in rows)
+           else "")
+        + f"; {s['threads']} threads; runs on "
         f"{', '.join(sorted({r.get('machine', '?') for r in rows}))}"
         + (f", step costs on {saved['costs_machine']}" if saved.get("costs_machine") else "")
         + (f"; overrides {' '.join(s['override'])}." if s.get("override") else "."),
         "",
-        "| recipe | epochs | clean acc | clean bal. acc | PGD-10 acc | AutoAttack acc | step (s) | cost vs standard "
+        "| recipe | epochs | clean acc | clean bal. acc | PGD-10 acc | AutoAttack acc | step (s) | step vs standard "
         "| collapsed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -250,17 +253,23 @@ def table(saved: dict) -> list[str]:
         means[recipe] = {key: statistics.mean(r[key] for r in mine)
                          for key in ("clean_acc", "clean_bal_acc", "pgd10_acc", "autoattack_acc")}
         lines.append(
-            f"| {recipe} | {epochs(recipe, s['epochs'])} | {spread([r['clean_acc'] for r in mine])} | "
+            f"| {recipe} | {trained(mine)} | {spread([r['clean_acc'] for r in mine])} | "
             f"{spread([r['clean_bal_acc'] for r in mine])} | "
             f"{spread([r['pgd10_acc'] for r in mine])} | {spread([r['autoattack_acc'] for r in mine])} | "
             f"{cost(costs, recipe)} | "
             f"{sum(r['collapsed'] for r in mine)}/{len(mine)} |")
     lines += ["", "Mean ± standard deviation over seeds; per-run values with Jeffreys 95 % intervals in "
               "benchmarks/results/recipes.json. Collapsed: test balanced accuracy ≤ 1/7 + 0.1.", ""]
-    lines += [f"- {check}" for check in checks(means, costs, rows, s["epochs"])]
+    lines += [f"- {check}" for check in checks(means, costs, rows)]
     lines += [f"- the collapse guard stopped {r['recipe']} seed {r['seed']}: {r['collapse_guard']}"
               for r in rows if r.get("collapse_guard")]
     return lines
+
+
+def trained(runs: list[dict]) -> str:
+    """The epochs the runs trained (fewer than asked where the collapse guard stopped one): one value or a range."""
+    done = sorted({r["epochs_trained"] for r in runs})
+    return str(done[0]) if len(done) == 1 else f"{done[0]}–{done[-1]}"
 
 
 def cost(costs: dict | None, recipe: str) -> str:
@@ -271,8 +280,12 @@ def cost(costs: dict | None, recipe: str) -> str:
     return f"{step:.3f} | {step / costs['standard']:.2f}x"
 
 
-def checks(means: dict, costs: dict | None, rows: list[dict], base: int) -> list[str]:
-    """The issue's acceptance checks, each with the numbers it compares and its verdict (``base``: ``--epochs``)."""
+def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
+    """The issue's acceptance checks, each with the numbers it compares and its verdict.
+
+    Fast-AT: within 0.05 of PGD-AT's AutoAttack accuracy at <= 0.35x its step cost (the issue's target is per step);
+    the line also gives the optimiser time of the whole run (step cost x epochs trained), which the verdict does not
+    use."""
     def verdict(ok: bool) -> str:
         return "holds" if ok else "FAILS"
 
@@ -284,9 +297,11 @@ def checks(means: dict, costs: dict | None, rows: list[dict], base: int) -> list
             out.append(f"{recipe} AutoAttack {aa:.3f} ≥ standard + 0.20 = {floor:.3f}: {verdict(aa >= floor)}")
     for fast in (r for r in FAST_AT if r in means and "pgd_at" in means and costs):
         step = costs[STEP.get(fast, fast)] / costs["pgd_at"]
-        ratio = epochs(fast, base) / epochs("pgd_at", base)
-        budget = (f"at {step:.2f}× its step cost (≤ 0.35), {epochs(fast, base)} epochs against "
-                  f"{epochs('pgd_at', base)} ({step * ratio:.2f}× its optimiser time)")
+        fast_runs, pgd_runs = ([r for r in rows if r["recipe"] == name] for name in (fast, "pgd_at"))
+        ratio = (statistics.mean(r["epochs_trained"] for r in fast_runs)
+                 / statistics.mean(r["epochs_trained"] for r in pgd_runs))
+        budget = (f"at {step:.2f}× its step cost (≤ 0.35; {trained(fast_runs)} epochs against {trained(pgd_runs)}: "
+                  f"{step * ratio:.2f}× its optimiser time)")
         gap = means["pgd_at"]["autoattack_acc"] - means[fast]["autoattack_acc"]
         out.append(f"{fast} AutoAttack {means[fast]['autoattack_acc']:.3f} vs PGD-AT "
                    f"{means['pgd_at']['autoattack_acc']:.3f} (gap {gap:+.3f} ≤ 0.05) {budget}: "
@@ -301,7 +316,7 @@ def checks(means: dict, costs: dict | None, rows: list[dict], base: int) -> list
         out.append(f"the same on the whole test split ({', '.join(map(str, sorted(points)))} points, seeds "
                    f"{sorted(mine)}): {fast} AutoAttack {mean(r['autoattack_test_acc'] for r in mine.values()):.3f} "
                    f"vs PGD-AT {mean(pgd[seed]['autoattack_test_acc'] for seed in mine):.3f}, gap per seed "
-                   f"{', '.join(f'{g:+.3f}' for g in gaps)}, mean {mean(gaps):+.3f} ≤ 0.05: "
+                   f"{', '.join(f'{g:+.3f}' for g in gaps)}, mean {mean(gaps):+.3f} ≤ 0.05 {budget}: "
                    f"{verdict(mean(gaps) <= 0.05 and step <= 0.35)}")
     if "trades" in means and "pgd_at" in means:
         a, b = means["trades"]["clean_acc"], means["pgd_at"]["clean_acc"]
@@ -344,13 +359,14 @@ def main() -> None:
     parser.add_argument("--clean-n-train", type=int, default=None, help="images of the clean start (default --n-train)")
     parser.add_argument("--clean-epochs", type=int, default=8)
     parser.add_argument("--clean-lr", type=float, default=0.002)
-    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of every recipe")
+    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of every recipe (EPOCHS: a "
+                        "multiple for fast_at_2x)")
     parser.add_argument("--lr", type=float, default=0.001, help="peak AdamW learning rate of the fine-tuning")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--aa-points", type=int, default=64)
     parser.add_argument("--aa-test-split", nargs="*", default=[], choices=list(RECIPES),
                         help="recipes whose stored runs AutoAttack also attacks on the whole test split, where they "
-                        "lack it (7-9 min per model on 2 cores)")
+                        "lack it (6.5-9.5 min per model on 2 cores)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="step-time repeats")
     parser.add_argument("--ablation", action="store_true", help="run the collapse ablation instead of the table (its "
@@ -411,7 +427,7 @@ def main() -> None:
         for seed in args.seeds:
             for recipe in args.recipes:
                 record(recipe, seed, args.override, recipe)
-        for row in saved["runs"]:  # the Fast-AT check's pair on the whole test split (saved row by row)
+        for row in saved["runs"]:  # the Fast-AT checks' pairs on the whole test split (saved row by row)
             if row["recipe"] in args.aa_test_split and row["seed"] in args.seeds and "autoattack_test_acc" not in row:
                 row |= autoattack(run_dir(row["recipe"], row["seed"], args), whole, args, "autoattack_test")
                 store.write_text(json.dumps(saved, indent=1))
