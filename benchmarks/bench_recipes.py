@@ -57,8 +57,9 @@ RECIPES = {
 }
 ADVERSARIAL = [r for r in RECIPES if r != "standard"]
 EPOCHS = {"fast_at_2x": 2}  # multiples of --epochs (else 1): Fast-AT with twice the epochs, as its cheap step allows
-STEP = {"fast_at_2x": "fast_at"}  # recipes whose optimiser step is another recipe's (timed once)
-FAST_AT = ("fast_at", "fast_at_2x")
+# per recipe, the first recipe with the same overrides: its optimiser step is timed once, under that name
+STEP = {recipe: next(first for first in RECIPES if RECIPES[first] == RECIPES[recipe]) for recipe in RECIPES}
+FAST_AT = tuple(recipe for recipe in RECIPES if "objective=fast_at" in RECIPES[recipe])
 
 # The collapse ablation (docs/defences.md): round 2's table setting (B0 at 64 px, a clean start of 4 epochs on 3,000
 # images, then one epoch of fine-tuning on 1,000 images, AdamW lr 2e-3 with per-epoch cosine decay, eps 2/255,
@@ -143,15 +144,15 @@ def variant_suffix(args: argparse.Namespace) -> str:
 
 
 def step_costs(args: argparse.Namespace) -> dict[str, float]:
-    """Median seconds per optimiser step of each recipe's objective on one batch (interleaved repeats); a recipe in
-    ``STEP`` has the step of the recipe it names."""
+    """Median seconds per optimiser step of each recipe's objective on one batch (interleaved repeats); a recipe
+    with another's overrides has that one's step (``STEP``)."""
     torch.manual_seed(0)
     size = args.resolution
     base = create_model(args.model, 7, resolution=size).train().to(memory_format=torch.channels_last)
     x = torch.rand(args.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (args.batch_size,))
     setups = {}
-    for recipe in (r for r in RECIPES if r not in STEP):
+    for recipe in (r for r in RECIPES if STEP[r] == r):
         cfg = compose_job(merged(*base_overrides(0, args), *RECIPES[recipe]), Path(args.out) / "costs")
         model = copy.deepcopy(base)
         attack = instantiate(cfg.attack) if cfg.attack else None
@@ -276,7 +277,7 @@ def cost(costs: dict | None, recipe: str) -> str:
     """The step time and its ratio to the standard step (not measured for ``--override`` variants)."""
     if not costs:
         return "- | -"
-    step = costs[STEP.get(recipe, recipe)]
+    step = costs[STEP[recipe]]
     return f"{step:.3f} | {step / costs['standard']:.2f}x"
 
 
@@ -295,9 +296,11 @@ def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
         for recipe in (r for r in ADVERSARIAL if r in means):
             aa = means[recipe]["autoattack_acc"]
             out.append(f"{recipe} AutoAttack {aa:.3f} ≥ standard + 0.20 = {floor:.3f}: {verdict(aa >= floor)}")
+    pgd_runs = [r for r in rows if r["recipe"] == "pgd_at"]
+    pgd = {r["seed"]: r for r in pgd_runs if "autoattack_test_acc" in r}
     for fast in (r for r in FAST_AT if r in means and "pgd_at" in means and costs):
-        step = costs[STEP.get(fast, fast)] / costs["pgd_at"]
-        fast_runs, pgd_runs = ([r for r in rows if r["recipe"] == name] for name in (fast, "pgd_at"))
+        step = costs[STEP[fast]] / costs["pgd_at"]
+        fast_runs = [r for r in rows if r["recipe"] == fast]
         ratio = (statistics.mean(r["epochs_trained"] for r in fast_runs)
                  / statistics.mean(r["epochs_trained"] for r in pgd_runs))
         budget = (f"at {step:.2f}× its step cost (≤ 0.35; {trained(fast_runs)} epochs against {trained(pgd_runs)}: "
@@ -306,8 +309,7 @@ def checks(means: dict, costs: dict | None, rows: list[dict]) -> list[str]:
         out.append(f"{fast} AutoAttack {means[fast]['autoattack_acc']:.3f} vs PGD-AT "
                    f"{means['pgd_at']['autoattack_acc']:.3f} (gap {gap:+.3f} ≤ 0.05) {budget}: "
                    f"{verdict(gap <= 0.05 and step <= 0.35)}")
-        pgd = {r["seed"]: r for r in rows if r["recipe"] == "pgd_at" and "autoattack_test_acc" in r}
-        mine = {r["seed"]: r for r in rows if r["recipe"] == fast and r["seed"] in pgd and "autoattack_test_acc" in r}
+        mine = {r["seed"]: r for r in fast_runs if r["seed"] in pgd and "autoattack_test_acc" in r}
         if not mine:
             continue
         gaps = [pgd[seed]["autoattack_test_acc"] - mine[seed]["autoattack_test_acc"] for seed in sorted(mine)]
